@@ -1,0 +1,43 @@
+"""Argument validation shared by the public entry points.
+
+Every check raises ``ValueError`` naming the argument and what was found, so a
+wrong shape fails at the call that caused it rather than deep inside a kernel.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+def check_tensor(x: object, name: str, ndim: int | Sequence[int], shape: str) -> None:
+    """Require ``x`` to be a floating tensor with one of the given ranks."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor of shape {shape}, found {type(x).__name__}")
+    ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+    if x.ndim not in ranks:
+        raise ValueError(f"{name} must have shape {shape}, found shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise ValueError(f"{name} must be a floating-point tensor, found dtype {x.dtype}")
+
+
+def check_same_leading(a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str, dims: int) -> None:
+    """Require the first ``dims`` sizes of two tensors to agree (batch, frames...)."""
+    if a.shape[:dims] != b.shape[:dims]:
+        raise ValueError(
+            f"{a_name} and {b_name} must agree in their first {dims} dimensions, "
+            f"found shapes {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def check_positive(value: float, name: str) -> None:
+    """Require a strictly positive number (sample rates, sizes, lengths)."""
+    if not value > 0:
+        raise ValueError(f"{name} must be positive, found {value}")
+
+
+def check_choice(value: str, name: str, choices: Sequence[str]) -> None:
+    """Require ``value`` to be one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, found {value!r}")
