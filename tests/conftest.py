@@ -12,5 +12,7 @@ def _deterministic():
 def assert_batched_equals_looped(fn, *batched_inputs, atol=1e-6):
     """fn on a batch equals fn on each example, concatenated along the batch."""
     whole = fn(*batched_inputs)
-    looped = torch.cat([fn(*(x[i : i + 1] for x in batched_inputs)) for i in range(len(batched_inputs[0]))])
+    looped = torch.cat(
+        [fn(*(x[i : i + 1] for x in batched_inputs)) for i in range(len(batched_inputs[0]))]
+    )
     torch.testing.assert_close(whole, looped, atol=atol, rtol=1e-5)

@@ -3,9 +3,10 @@ import numpy as np
 import pytest
 import scipy.signal
 import torch
-from conftest import assert_batched_equals_looped
 
 from torchddsp.functional import core
+
+from conftest import assert_batched_equals_looped
 
 
 def test_midi_hz_round_trip_against_formula():
@@ -31,8 +32,9 @@ def test_decibels_against_numpy():
     np.testing.assert_allclose(core.db_to_amplitude(torch.tensor(db[1:])).numpy(), amp[1:])
     power = core.db_to_power(torch.tensor([-10.0, 0.0, 3.0])).numpy()
     np.testing.assert_allclose(power, 10 ** (np.array([-10.0, 0.0, 3.0]) / 10))
-    np.testing.assert_allclose(core.power_to_db(torch.tensor(power), ref_db=3.0).numpy(),
-                               [-13.0, -3.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(
+        core.power_to_db(torch.tensor(power), ref_db=3.0).numpy(), [-13.0, -3.0, 0.0], atol=1e-12
+    )
 
 
 def test_exp_sigmoid_formula():
@@ -53,7 +55,9 @@ def test_mel_scale_matches_librosa_htk():
 
 def test_unit_scalings():
     f0 = torch.tensor([55.0, 440.0, 1760.0], dtype=torch.float64)
-    np.testing.assert_allclose(core.scale_f0_hz(f0).numpy(), (12 * np.log2(f0.numpy() / 440) + 69) / 127)
+    np.testing.assert_allclose(
+        core.scale_f0_hz(f0).numpy(), (12 * np.log2(f0.numpy() / 440) + 69) / 127
+    )
     torch.testing.assert_close(core.unscale_f0_hz(core.scale_f0_hz(f0)), f0)
     db = torch.tensor([-80.0, -40.0, 0.0], dtype=torch.float64)
     np.testing.assert_allclose(core.scale_db(db).numpy(), [0.0, 0.5, 1.0])
@@ -71,7 +75,9 @@ def test_normalize_harmonics_removes_above_nyquist():
 def _numpy_linear(x, n_samples):
     """TF resize (bilinear, no corner alignment): position t * n_frames / n_samples."""
     position = np.arange(n_samples) * x.shape[0] / n_samples
-    return np.stack([np.interp(position, np.arange(x.shape[0]), x[:, c]) for c in range(x.shape[1])], -1)
+    return np.stack(
+        [np.interp(position, np.arange(x.shape[0]), x[:, c]) for c in range(x.shape[1])], -1
+    )
 
 
 def _numpy_window(x, n_samples):

@@ -14,7 +14,9 @@ import torch
 def check_tensor(x: object, name: str, ndim: int | Sequence[int], shape: str) -> None:
     """Require ``x`` to be a floating tensor with one of the given ranks."""
     if not isinstance(x, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor of shape {shape}, found {type(x).__name__}")
+        raise ValueError(
+            f"{name} must be a torch.Tensor of shape {shape}, found {type(x).__name__}"
+        )
     ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
     if x.ndim not in ranks:
         raise ValueError(f"{name} must have shape {shape}, found shape {tuple(x.shape)}")
@@ -22,7 +24,9 @@ def check_tensor(x: object, name: str, ndim: int | Sequence[int], shape: str) ->
         raise ValueError(f"{name} must be a floating-point tensor, found dtype {x.dtype}")
 
 
-def check_same_leading(a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str, dims: int) -> None:
+def check_same_leading(
+    a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str, dims: int
+) -> None:
     """Require the first ``dims`` sizes of two tensors to agree (batch, frames...)."""
     if a.shape[:dims] != b.shape[:dims]:
         raise ValueError(

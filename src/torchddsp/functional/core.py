@@ -99,12 +99,16 @@ def safe_log(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     return torch.log(torch.where(x <= eps, torch.full_like(x, eps), x))
 
 
-def safe_divide(numerator: torch.Tensor, denominator: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
+def safe_divide(
+    numerator: torch.Tensor, denominator: torch.Tensor, eps: float = 1e-7
+) -> torch.Tensor:
     """Division that treats a zero denominator as ``eps``.
 
     Shape: broadcastable -> broadcast.
     """
-    return numerator / torch.where(denominator == 0.0, torch.full_like(denominator, eps), denominator)
+    return numerator / torch.where(
+        denominator == 0.0, torch.full_like(denominator, eps), denominator
+    )
 
 
 def hz_to_mel(frequencies: torch.Tensor | float) -> torch.Tensor:
@@ -242,7 +246,9 @@ def resample_frames(x: torch.Tensor, n_samples: int, method: str = "linear") -> 
             f"window resampling needs n_samples to be a multiple of n_frames, "
             f"found n_samples={n_samples}, n_frames={n_frames}"
         )
-    position = torch.arange(n_samples, dtype=torch.float64, device=x.device) * (n_frames / n_samples)
+    position = torch.arange(n_samples, dtype=torch.float64, device=x.device) * (
+        n_frames / n_samples
+    )
     index = position.floor().long().clamp_max(n_frames - 1)
     frac = (position - index).to(x.dtype)[:, None]
     if method == "nearest":

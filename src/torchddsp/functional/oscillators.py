@@ -39,10 +39,14 @@ def accumulate_phase(
     check_positive(sample_rate, "sample_rate")
     phase = torch.cumsum(frequencies_hz.double() * (TWO_PI / sample_rate), dim=1)
     if initial_phase is not None:
-        expected = (frequencies_hz.shape[0], 1 if frequencies_hz.ndim == 2 else frequencies_hz.shape[2])
+        expected = (
+            frequencies_hz.shape[0],
+            1 if frequencies_hz.ndim == 2 else frequencies_hz.shape[2],
+        )
         if tuple(initial_phase.shape) != expected:
             raise ValueError(
-                f"initial_phase must have shape {list(expected)}, found {tuple(initial_phase.shape)}"
+                f"initial_phase must have shape {list(expected)}, "
+                f"found {tuple(initial_phase.shape)}"
             )
         start = initial_phase.double()
         phase = phase + (start if frequencies_hz.ndim == 2 else start[:, None])
@@ -66,8 +70,9 @@ def oscillator_bank(
     """
     check_tensor(frequency_envelopes, "frequency_envelopes", 3, "[batch, n_samples, n_sinusoids]")
     check_tensor(amplitude_envelopes, "amplitude_envelopes", 3, "[batch, n_samples, n_sinusoids]")
-    check_same_leading(frequency_envelopes, amplitude_envelopes, "frequency_envelopes",
-                       "amplitude_envelopes", 3)
+    check_same_leading(
+        frequency_envelopes, amplitude_envelopes, "frequency_envelopes", "amplitude_envelopes", 3
+    )
     amplitudes = remove_above_nyquist(frequency_envelopes, amplitude_envelopes, sample_rate)
     phase, final_phase = accumulate_phase(frequency_envelopes, sample_rate, initial_phase)
     audio = amplitudes * torch.sin(phase)
@@ -114,22 +119,29 @@ class _HarmonicSum(torch.autograd.Function):
         for lo, hi in _chunks(phase, amplitudes):
             g = grad_out[:, lo:hi]
             if want_amplitudes:
-                sines = _masked_harmonics(phase[:, lo:hi], f0_hz[:, lo:hi], numbers, ctx.nyquist,
-                                          torch.sin)
+                sines = _masked_harmonics(
+                    phase[:, lo:hi], f0_hz[:, lo:hi], numbers, ctx.nyquist, torch.sin
+                )
                 weighted = torch.stack([g * w_this, g * w_next], dim=-1)
                 pair = torch.matmul(sines.transpose(-1, -2), weighted)
                 grad_amplitudes[:, lo:hi] += pair[..., 0]
-                grad_amplitudes[:, lo + 1:hi + 1] += pair[..., 1]
+                grad_amplitudes[:, lo + 1 : hi + 1] += pair[..., 1]
             if want_phase:
-                slopes = _masked_harmonics(phase[:, lo:hi], f0_hz[:, lo:hi], numbers, ctx.nyquist,
-                                           torch.cos) * numbers
+                slopes = (
+                    _masked_harmonics(
+                        phase[:, lo:hi], f0_hz[:, lo:hi], numbers, ctx.nyquist, torch.cos
+                    )
+                    * numbers
+                )
                 pair = torch.matmul(slopes, _frame_pairs(amplitudes, lo, hi))
                 grad_phase[:, lo:hi] = g * (pair[..., 0] * w_this + pair[..., 1] * w_next)
         return grad_phase, None, grad_amplitudes, None, None, None
 
 
 def _harmonic_numbers(amplitudes: torch.Tensor) -> torch.Tensor:
-    return torch.arange(1, amplitudes.shape[-1] + 1, dtype=amplitudes.dtype, device=amplitudes.device)
+    return torch.arange(
+        1, amplitudes.shape[-1] + 1, dtype=amplitudes.dtype, device=amplitudes.device
+    )
 
 
 def _chunks(phase: torch.Tensor, amplitudes: torch.Tensor):
@@ -140,7 +152,7 @@ def _chunks(phase: torch.Tensor, amplitudes: torch.Tensor):
 
 def _frame_pairs(amplitudes: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     """Amplitudes of frames n and n+1 side by side: [batch, hi - lo, n_harmonics, 2]."""
-    return torch.stack([amplitudes[:, lo:hi], amplitudes[:, lo + 1:hi + 1]], dim=-1)
+    return torch.stack([amplitudes[:, lo:hi], amplitudes[:, lo + 1 : hi + 1]], dim=-1)
 
 
 def harmonic_synthesis(
@@ -167,12 +179,15 @@ def harmonic_synthesis(
     """
     check_tensor(frequencies, "frequencies", 3, "[batch, n_frames, 1]")
     check_tensor(amplitudes, "amplitudes", 3, "[batch, n_frames, 1]")
-    check_tensor(harmonic_distribution, "harmonic_distribution", 3,
-                 "[batch, n_frames, n_harmonics]")
+    check_tensor(
+        harmonic_distribution, "harmonic_distribution", 3, "[batch, n_frames, n_harmonics]"
+    )
     for name, x in (("frequencies", frequencies), ("amplitudes", amplitudes)):
         if x.shape[-1] != 1:
             raise ValueError(f"{name} must have shape [batch, n_frames, 1], found {tuple(x.shape)}")
-    check_same_leading(frequencies, harmonic_distribution, "frequencies", "harmonic_distribution", 2)
+    check_same_leading(
+        frequencies, harmonic_distribution, "frequencies", "harmonic_distribution", 2
+    )
     check_same_leading(amplitudes, harmonic_distribution, "amplitudes", "harmonic_distribution", 2)
     check_positive(sample_rate, "sample_rate")
     batch, n_frames, _ = harmonic_distribution.shape
@@ -187,9 +202,16 @@ def harmonic_synthesis(
         hop, n_frames = 1, n_samples
         envelopes = resample_frames(harmonic_amplitudes, n_samples, amp_resample_method)
         frame_amplitudes = torch.cat([envelopes, envelopes[:, -1:]], dim=1)
-        weights = (torch.ones(1, dtype=phase.dtype, device=phase.device),
-                   torch.zeros(1, dtype=phase.dtype, device=phase.device))
+        weights = (
+            torch.ones(1, dtype=phase.dtype, device=phase.device),
+            torch.zeros(1, dtype=phase.dtype, device=phase.device),
+        )
     frame_shape = (batch, n_frames, hop)
-    audio = _HarmonicSum.apply(phase.reshape(frame_shape), f0_audio.reshape(frame_shape),
-                               frame_amplitudes, *weights, sample_rate / 2.0)
+    audio = _HarmonicSum.apply(
+        phase.reshape(frame_shape),
+        f0_audio.reshape(frame_shape),
+        frame_amplitudes,
+        *weights,
+        sample_rate / 2.0,
+    )
     return audio.reshape(batch, n_samples), final_phase

@@ -64,7 +64,7 @@ class Synthesizer(Processor):
         hop = sample_rate / self.frame_rate
         if hop != int(hop):
             raise ValueError(
-                f"sample_rate {sample_rate} is not a whole multiple of frame_rate {self.frame_rate}; "
-                "pass n_samples explicitly or choose rates that divide"
+                f"sample_rate {sample_rate} is not a whole multiple of frame_rate "
+                f"{self.frame_rate}; pass n_samples explicitly or choose rates that divide"
             )
         return n_frames * int(hop)

@@ -43,8 +43,9 @@ class Harmonic(Synthesizer):
         sample_rate: float | None = None,
     ) -> dict[str, torch.Tensor]:
         check_tensor(amplitudes, "amplitudes", 3, "[batch, n_frames, 1]")
-        check_tensor(harmonic_distribution, "harmonic_distribution", 3,
-                     "[batch, n_frames, n_harmonics]")
+        check_tensor(
+            harmonic_distribution, "harmonic_distribution", 3, "[batch, n_frames, n_harmonics]"
+        )
         check_tensor(f0_hz, "f0_hz", 3, "[batch, n_frames, 1]")
         check_same_leading(f0_hz, harmonic_distribution, "f0_hz", "harmonic_distribution", 2)
         if self.scale_fn is not None:
@@ -52,8 +53,11 @@ class Harmonic(Synthesizer):
             harmonic_distribution = self.scale_fn(harmonic_distribution)
         nyquist_rate = self.rate(sample_rate) if self.normalize_below_nyquist else None
         harmonic_distribution = normalize_harmonics(harmonic_distribution, f0_hz, nyquist_rate)
-        return {"amplitudes": amplitudes, "harmonic_distribution": harmonic_distribution,
-                "f0_hz": f0_hz}
+        return {
+            "amplitudes": amplitudes,
+            "harmonic_distribution": harmonic_distribution,
+            "f0_hz": f0_hz,
+        }
 
     def get_signal(
         self,
@@ -65,6 +69,7 @@ class Harmonic(Synthesizer):
     ) -> torch.Tensor:
         rate = self.rate(sample_rate)
         length = self.n_samples_for(f0_hz.shape[1], rate, n_samples)
-        audio, _ = harmonic_synthesis(f0_hz, amplitudes, harmonic_distribution, length, rate,
-                                      self.amp_resample_method)
+        audio, _ = harmonic_synthesis(
+            f0_hz, amplitudes, harmonic_distribution, length, rate, self.amp_resample_method
+        )
         return audio
