@@ -212,21 +212,28 @@ def interpolation_weights(
     """
     check_choice(method, "method", RESAMPLE_METHODS)
     check_positive(hop_size, "hop_size")
-    r = torch.arange(hop_size, dtype=torch.float64, device=device) / hop_size
-    if method == "nearest":
-        w_next = torch.zeros_like(r)
-    elif method == "linear":
-        w_next = r
-    else:
-        w_next = 0.5 - 0.5 * torch.cos(math.pi * r)
+    w_next = _next_frame_weight(
+        torch.arange(hop_size, dtype=torch.float64, device=device) / hop_size, method
+    )
     return (1.0 - w_next).to(dtype), w_next.to(dtype)
+
+
+def _next_frame_weight(fraction: torch.Tensor, method: str) -> torch.Tensor:
+    """Weight of frame n+1 at a fractional position between frames n and n+1."""
+    if method == "nearest":
+        return torch.zeros_like(fraction)
+    if method == "linear":
+        return fraction
+    return 0.5 - 0.5 * torch.cos(math.pi * fraction)
 
 
 def resample_frames(x: torch.Tensor, n_samples: int, method: str = "linear") -> torch.Tensor:
     """Upsample frame-rate controls to ``n_samples`` (audio rate).
 
-    ``window`` needs ``n_samples`` to be a multiple of ``n_frames``; ``linear``
-    and ``nearest`` take any length (frame position ``t * n_frames / n_samples``).
+    Sample t sits at frame position ``t * n_frames / n_samples`` and mixes the
+    two frames around it with the method's weights, so any length works; when
+    ``n_samples`` is a multiple of ``n_frames``, ``window`` equals DDSP's
+    overlap-added Hann windows exactly (DDSP allows only that case).
     Shape: x [batch, n_frames, channels] -> [batch, n_samples, channels].
     """
     check_tensor(x, "x", 3, "[batch, n_frames, channels]")
@@ -241,16 +248,9 @@ def resample_frames(x: torch.Tensor, n_samples: int, method: str = "linear") -> 
         w_this, w_next = interpolation_weights(hop, method, x.dtype, x.device)
         out = w_this[:, None] * padded[:, :-1, None] + w_next[:, None] * padded[:, 1:, None]
         return out.reshape(x.shape[0], n_samples, x.shape[2])
-    if method == "window":
-        raise ValueError(
-            f"window resampling needs n_samples to be a multiple of n_frames, "
-            f"found n_samples={n_samples}, n_frames={n_frames}"
-        )
     position = torch.arange(n_samples, dtype=torch.float64, device=x.device) * (
         n_frames / n_samples
     )
     index = position.floor().long().clamp_max(n_frames - 1)
-    frac = (position - index).to(x.dtype)[:, None]
-    if method == "nearest":
-        return x[:, index]
-    return (1.0 - frac) * padded[:, index] + frac * padded[:, index + 1]
+    w_next = _next_frame_weight(position - index, method).to(x.dtype)[:, None]
+    return (1.0 - w_next) * padded[:, index] + w_next * padded[:, index + 1]

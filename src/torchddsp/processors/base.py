@@ -48,7 +48,7 @@ class Synthesizer(Processor):
     """A processor that renders audio from frame-rate controls.
 
     The output length follows the controls: ``n_frames * sample_rate /
-    frame_rate`` samples unless ``n_samples`` is given.
+    frame_rate`` samples (rounded) unless ``n_samples`` is given.
     """
 
     def __init__(self, sample_rate: float = 16000, frame_rate: float = 250):
@@ -61,10 +61,4 @@ class Synthesizer(Processor):
         if n_samples is not None:
             check_positive(n_samples, "n_samples")
             return int(n_samples)
-        hop = sample_rate / self.frame_rate
-        if hop != int(hop):
-            raise ValueError(
-                f"sample_rate {sample_rate} is not a whole multiple of frame_rate "
-                f"{self.frame_rate}; pass n_samples explicitly or choose rates that divide"
-            )
-        return n_frames * int(hop)
+        return round(n_frames * sample_rate / self.frame_rate)

@@ -1,0 +1,78 @@
+"""Shared benchmark harness: each case runs in a fresh process so peak memory is its own.
+
+A case is a zero-argument factory returning a callable; the harness reports the
+median wall time over repeats and the peak memory above the process's resident
+size after setup (CPU: the kernel's VmHWM, reset after setup; CUDA: the allocator's peak).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+
+def machine_description(device: str) -> str:
+    if device == "cuda":
+        return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
+    cpu = platform.processor() or platform.machine()
+    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads (torch {torch.__version__})"
+
+
+def _current_rss_bytes() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's high-water mark (VmHWM) to the current resident size."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def _peak_rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        line = next(line for line in f if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def measure(run, device: str, repeats: int) -> dict:
+    """Median seconds and peak extra memory (MiB) of ``run()``."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+    else:
+        base = _current_rss_bytes()
+        _reset_peak_rss()
+    times = []
+    for _ in range(repeats + 1):  # first run is warm-up
+        sync()
+        start = time.perf_counter()
+        run()
+        sync()
+        times.append(time.perf_counter() - start)
+    if device == "cuda":
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = _peak_rss_bytes() - base
+    return {"seconds": statistics.median(times[1:]), "peak_mib": max(peak, 0) / 2**20}
+
+
+def run_case_in_subprocess(script: str, case: str, device: str, repeats: int) -> dict:
+    cmd = [sys.executable, script, "--case", case, "--device", device, "--repeats", str(repeats)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def print_table(title: str, rows: list[tuple[str, dict]]) -> None:
+    print(f"\n{title}")
+    print(f"{'case':<42}{'median s':>12}{'peak MiB':>12}")
+    for name, result in rows:
+        print(f"{name:<42}{result['seconds']:>12.4f}{result['peak_mib']:>12.1f}")

@@ -1,0 +1,1 @@
+"""Audio loading and writing, dataset preparation and reading, SoundFont rendering."""

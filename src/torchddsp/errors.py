@@ -1,0 +1,8 @@
+"""User-facing errors: one line that names the problem and the fix."""
+
+
+class UserError(Exception):
+    """A mistake in the user's input (file, config, argument), not a bug.
+
+    The command line prints the message alone and exits with status 2.
+    """

@@ -1,0 +1,28 @@
+"""Processors: synthesizers, effects, routing and the ``ProcessorGroup`` DAG."""
+
+from .base import Processor, Synthesizer
+from .effects import ExpDecayReverb, FilteredNoiseReverb, FIRFilter, ModDelay, Reverb
+from .group import PROCESSORS, Add, Mix, ProcessorGroup, shipped_configs
+from .harmonic import Harmonic
+from .noise import FilteredNoise
+from .sources import GlottalSource, Sinusoidal, Wavetable
+
+__all__ = [
+    "PROCESSORS",
+    "Add",
+    "ExpDecayReverb",
+    "FIRFilter",
+    "FilteredNoise",
+    "FilteredNoiseReverb",
+    "GlottalSource",
+    "Harmonic",
+    "Mix",
+    "ModDelay",
+    "Processor",
+    "ProcessorGroup",
+    "Reverb",
+    "Sinusoidal",
+    "Synthesizer",
+    "Wavetable",
+    "shipped_configs",
+]
