@@ -22,7 +22,8 @@ def machine_description(device: str) -> str:
     if device == "cuda":
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
     cpu = platform.processor() or platform.machine()
-    return f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} threads (torch {torch.__version__})"
+    threads = torch.get_num_threads()
+    return f"{cpu}, {os.cpu_count()} cores, {threads} threads (torch {torch.__version__})"
 
 
 def _current_rss_bytes() -> int:

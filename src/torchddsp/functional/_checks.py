@@ -24,6 +24,13 @@ def check_tensor(x: object, name: str, ndim: int | Sequence[int], shape: str) ->
         raise ValueError(f"{name} must be a floating-point tensor, found dtype {x.dtype}")
 
 
+def check_single_channel(x: object, name: str) -> None:
+    """Require a frame-rate control with one channel, [batch, n_frames, 1]."""
+    check_tensor(x, name, 3, "[batch, n_frames, 1]")
+    if x.shape[-1] != 1:
+        raise ValueError(f"{name} must have shape [batch, n_frames, 1], found {tuple(x.shape)}")
+
+
 def check_same_leading(
     a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str, dims: int
 ) -> None:

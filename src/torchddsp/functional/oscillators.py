@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from ._checks import check_positive, check_same_leading, check_tensor
+from ._checks import check_positive, check_same_leading, check_single_channel, check_tensor
 from .core import interpolation_weights, remove_above_nyquist, resample_frames
 
 TWO_PI = 2.0 * math.pi
@@ -177,14 +177,11 @@ def harmonic_synthesis(
     harmonic_distribution [batch, n_frames, n_harmonics], initial_phase [batch, 1]
     -> (audio [batch, n_samples], final_phase [batch, 1] float64).
     """
-    check_tensor(frequencies, "frequencies", 3, "[batch, n_frames, 1]")
-    check_tensor(amplitudes, "amplitudes", 3, "[batch, n_frames, 1]")
+    check_single_channel(frequencies, "frequencies")
+    check_single_channel(amplitudes, "amplitudes")
     check_tensor(
         harmonic_distribution, "harmonic_distribution", 3, "[batch, n_frames, n_harmonics]"
     )
-    for name, x in (("frequencies", frequencies), ("amplitudes", amplitudes)):
-        if x.shape[-1] != 1:
-            raise ValueError(f"{name} must have shape [batch, n_frames, 1], found {tuple(x.shape)}")
     check_same_leading(
         frequencies, harmonic_distribution, "frequencies", "harmonic_distribution", 2
     )
