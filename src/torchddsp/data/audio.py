@@ -47,8 +47,13 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
     os.close(fd)
     try:
-        sf.write(tmp, np.clip(audio, -1.0, 1.0), int(sample_rate), subtype=subtype,
-                 format=suffix.lstrip(".").upper())
+        sf.write(
+            tmp,
+            np.clip(audio, -1.0, 1.0),
+            int(sample_rate),
+            subtype=subtype,
+            format=suffix.lstrip(".").upper(),
+        )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -14,7 +14,6 @@ from ._checks import check_choice, check_positive, check_tensor
 
 F0_RANGE = 127.0  # MIDI notes spanned by the scaled f0 feature.
 DB_RANGE = 80.0  # dB spanned by the scaled loudness feature.
-LD_RANGE = 120.0  # dB floor of A-weighted loudness.
 RESAMPLE_METHODS = ("nearest", "linear", "window")
 
 
@@ -96,7 +95,7 @@ def safe_log(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
 
     Shape: any -> same.
     """
-    return torch.log(torch.where(x <= eps, torch.full_like(x, eps), x))
+    return torch.log(x.clamp_min(eps))
 
 
 def safe_divide(

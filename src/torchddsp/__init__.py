@@ -1,0 +1,3 @@
+"""torchddsp: Differentiable Digital Signal Processing in PyTorch."""
+
+__version__ = "0.1.0"
