@@ -21,9 +21,19 @@ import torch
 def machine_description(device: str) -> str:
     if device == "cuda":
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
-    cpu = platform.processor() or platform.machine()
+    cpu = _cpu_model() or platform.machine()
     threads = torch.get_num_threads()
     return f"{cpu}, {os.cpu_count()} cores, {threads} threads (torch {torch.__version__})"
+
+
+def _cpu_model() -> str | None:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None
+            )
+    except OSError:
+        return None
 
 
 def _current_rss_bytes() -> int:
