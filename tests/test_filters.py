@@ -282,3 +282,32 @@ def test_variable_length_delay_errors():
         filters.variable_length_delay(torch.randn(2, 10), torch.rand(2, 10, 2))
     with pytest.raises(ValueError, match="max_length must be positive, found 0"):
         filters.variable_length_delay(torch.randn(2, 10), torch.rand(2, 10), max_length=0)
+
+
+def numpy_ddsp_frequency_filter(audio, magnitudes):
+    """DDSP's frequency_filter (full-size window, default delay compensation), in numpy."""
+    zero_phase = np.fft.irfft(magnitudes, axis=-1)
+    ir_size = zero_phase.shape[-1]
+    window = scipy.signal.get_window("hann", ir_size, fftbins=True)
+    irs = np.fft.fftshift(np.fft.fftshift(window) * zero_phase, axes=-1)
+    n_frames = irs.shape[0]
+    hop = int(np.ceil(len(audio) / n_frames))
+    frames = np.pad(audio, (0, n_frames * hop - len(audio))).reshape(n_frames, hop)
+    fft_size = 2 ** int(np.ceil(np.log2(ir_size + hop - 1)))
+    convolved = np.fft.irfft(np.fft.rfft(frames, fft_size) * np.fft.rfft(irs, fft_size), fft_size)
+    out = np.zeros((n_frames - 1) * hop + fft_size)
+    for i, block in enumerate(convolved):
+        out[i * hop : i * hop + fft_size] += block
+    start = (ir_size - 1) // 2 - 1
+    return out[start : start + len(audio)]
+
+
+def test_frequency_filter_reproduces_ddsp_with_its_delay_compensation():
+    audio, magnitudes = torch.randn(1, 640, dtype=F64), torch.rand(1, 10, 33, dtype=F64)
+    ddsp_delay = (64 - 1) // 2 - 1
+    ir = filters.frequency_impulse_response(magnitudes)
+    ours = filters.fft_convolve(audio, ir, "same", delay_compensation=ddsp_delay)
+    expected = numpy_ddsp_frequency_filter(audio[0].numpy(), magnitudes[0].numpy())
+    np.testing.assert_allclose(ours[0].numpy(), expected, atol=1e-12)
+    aligned = filters.frequency_filter(audio, magnitudes)
+    torch.testing.assert_close(aligned[:, :-2], ours[:, 2:])  # DDSP's output is 2 samples late
