@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import soundfile as sf
 import soxr
 
 from ..errors import UserError
+from .atomic import atomic_output
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
@@ -43,19 +43,12 @@ def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) ->
     path = Path(path)
     suffix = path.suffix.lower() or ".wav"
     subtype = "PCM_16" if suffix == ".wav" else None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         sf.write(
-            tmp,
+            str(tmp),
             np.clip(audio, -1.0, 1.0),
             int(sample_rate),
             subtype=subtype,
             format=suffix.lstrip(".").upper(),
         )
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
