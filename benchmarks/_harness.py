@@ -76,8 +76,11 @@ def measure(run, device: str, repeats: int) -> dict:
     return {"seconds": statistics.median(times[1:]), "peak_mib": max(peak, 0) / 2**20}
 
 
-def run_case_in_subprocess(script: str, case: str, device: str, repeats: int) -> dict:
+def run_case_in_subprocess(
+    script: str, case: str, device: str, repeats: int, extra_args: list[str] = ()
+) -> dict:
     cmd = [sys.executable, script, "--case", case, "--device", device, "--repeats", str(repeats)]
+    cmd += list(extra_args)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 

@@ -27,6 +27,31 @@ def _synth(args: argparse.Namespace) -> None:
     print(f"wrote {path} ({audio.shape[0] / args.sample_rate:.2f} s at {args.sample_rate} Hz)")
 
 
+def _render(args: argparse.Namespace) -> None:
+    from .data.soundfont import DEFAULT_GAIN, render, render_dataset
+
+    options = {
+        "sample_rate": args.sample_rate,
+        "soundfont": args.soundfont,
+        "gain": DEFAULT_GAIN if args.gain is None else args.gain,
+        "frame_rate": args.frame_rate,
+    }
+    if args.midi:
+        done = render(args.midi, args.out, program=args.program, **options)
+        print(
+            f"wrote {done.audio_path} ({done.seconds:.2f} s at {args.sample_rate} Hz, "
+            f"peak {done.peak:.2f}) and ground truth {done.truth_path}"
+        )
+        return
+    if args.program is not None:
+        raise UserError("--program applies to --midi; an --instrument sets its own program")
+    done = render_dataset(args.instrument, args.minutes, args.out, args.seed, **options)
+    print(
+        f"wrote {done.n_clips} clips ({done.seconds / 60:.2f} min at {args.sample_rate} Hz; "
+        f"{done.n_rendered} rendered now) to {args.out}, manifest {done.manifest_path}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="torchddsp", description=__doc__)
     parser.add_argument("--version", action="version", version=f"torchddsp {__version__}")
@@ -38,6 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--sample-rate", type=int, default=16000)
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(run=_synth)
+    render = commands.add_parser(
+        "render", help="render SoundFont audio (fluidsynth) with exact f0 ground truth"
+    )
+    source = render.add_mutually_exclusive_group(required=True)
+    source.add_argument("--instrument", help="render a dataset of melodies: violin, flute, ...")
+    source.add_argument("--midi", help="render this MIDI file")
+    render.add_argument(
+        "-o", "--out", required=True, help="dataset folder (--instrument) or audio file (--midi)"
+    )
+    render.add_argument("--minutes", type=float, default=2.0)
+    render.add_argument("--seed", type=int, default=0)
+    render.add_argument("--program", type=int, help="GM program, 0-based (violin = 40)")
+    render.add_argument("--sample-rate", type=int, default=16000)
+    render.add_argument("--frame-rate", type=int, default=250, help="ground-truth frames/s")
+    render.add_argument("--soundfont", help="SoundFont file (default: FluidR3_GM)")
+    render.add_argument("--gain", type=float, help="FluidSynth master gain")
+    render.set_defaults(run=_render)
     return parser
 
 

@@ -1,0 +1,121 @@
+"""Audio -> f0_hz, f0_confidence, loudness_db at one frame rate, aligned.
+
+Contract: with ``hop = sample_rate / frame_rate``, every feature has exactly
+``n_samples / hop`` frames and frame i describes the audio centred on sample
+``i * hop``. Training and inference call this same function, so a model hears
+the same features in both.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .functional._checks import check_choice, check_positive, check_tensor
+from .functional.spectral import compute_loudness, frame_hop_size
+
+F0_METHODS = ("yin", "crepe-tiny", "crepe-full")
+
+
+def track_f0(
+    audio: torch.Tensor, sample_rate: int, hop_size: int, f0_method: str = "yin"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """f0 and its confidence with the chosen tracker.
+
+    Shape: audio [batch, n_samples] -> (f0_hz [batch, n_frames], f0_confidence
+    [batch, n_frames]), n_frames = n_samples // hop_size.
+    """
+    check_choice(f0_method, "f0_method", F0_METHODS)
+    if f0_method == "yin":
+        from .pitch.yin import yin
+
+        return yin(audio, sample_rate, hop_size)
+    from .pitch.crepe import crepe
+
+    return crepe(audio, sample_rate, hop_size, capacity=f0_method.split("-")[1])
+
+
+def compute_features(
+    audio: torch.Tensor, sample_rate: int, frame_rate: int, f0_method: str = "yin"
+) -> dict[str, torch.Tensor]:
+    """Pitch, confidence and A-weighted loudness, frame-aligned.
+
+    ``sample_rate`` must be a multiple of ``frame_rate`` and ``n_samples`` a
+    multiple of the hop (pad with :func:`pad_to_hop`); otherwise ``ValueError``.
+    Shape: audio [batch, n_samples] -> each [batch, n_samples // hop].
+    """
+    check_tensor(audio, "audio", 2, "[batch, n_samples]")
+    check_positive(frame_rate, "frame_rate")
+    hop = frame_hop_size(sample_rate, frame_rate)
+    if audio.shape[1] % hop or audio.shape[1] == 0:
+        raise ValueError(
+            f"audio length must be a positive multiple of the hop ({hop} samples = "
+            f"{sample_rate} Hz / {frame_rate} Hz), found {audio.shape[1]}; pad it with pad_to_hop"
+        )
+    n_frames = audio.shape[1] // hop
+    f0_hz, confidence = track_f0(audio, sample_rate, hop, f0_method)
+    loudness_db = compute_loudness(audio, sample_rate, frame_rate, padding="center")[:, :n_frames]
+    return {"f0_hz": f0_hz, "f0_confidence": confidence, "loudness_db": loudness_db}
+
+
+def pad_to_hop(audio: torch.Tensor, hop_size: int) -> torch.Tensor:
+    """Zero-pad the end of audio to a multiple of ``hop_size`` samples.
+
+    Shape: [batch, n_samples] -> [batch, ceil(n_samples / hop_size) * hop_size].
+    """
+    return torch.nn.functional.pad(audio, (0, -audio.shape[-1] % hop_size))
+
+
+MIN_SECONDS = 0.1  # shorter inputs hold too few frames for a pitch track
+SILENCE_PEAK = 1e-4  # -80 dBFS
+
+
+def file_features(
+    path, frame_rate: int = 100, f0_method: str = "yin"
+) -> tuple[torch.Tensor, int, dict[str, torch.Tensor]]:
+    """Features of an audio file (any format soundfile reads, any rate, downmixed).
+
+    The file keeps its sample rate when ``frame_rate`` divides it, else it is
+    resampled to 16 kHz. Raises :class:`UserError` for unreadable, too short or
+    silent files.
+    Shape: -> (audio [n_samples], sample_rate, features each [n_frames]).
+    """
+    from .data.audio import load_audio
+    from .errors import UserError
+
+    audio, sample_rate = load_audio(path)
+    if sample_rate % frame_rate:
+        audio, sample_rate = load_audio(path, sample_rate=16000)
+    seconds = len(audio) / sample_rate
+    if seconds < MIN_SECONDS:
+        raise UserError(
+            f"{path}: too short ({seconds:.3f} s); features need at least {MIN_SECONDS} s"
+        )
+    if abs(audio).max() < SILENCE_PEAK:
+        raise UserError(
+            f"{path}: the audio is silent (peak below -80 dBFS); there is no pitch to track"
+        )
+    hop = frame_hop_size(sample_rate, frame_rate)
+    waveform = pad_to_hop(torch.from_numpy(audio)[None], hop)
+    features = compute_features(waveform, sample_rate, frame_rate, f0_method)
+    return waveform[0], sample_rate, {name: value[0] for name, value in features.items()}
+
+
+def save_features(path, features: dict[str, torch.Tensor], frame_rate: int) -> None:
+    """Write features with their frame times to ``.npz`` or ``.csv`` (atomically)."""
+    import numpy as np
+
+    from .data.atomic import atomic_output
+    from .errors import UserError
+
+    columns = {"time_s": np.arange(len(features["f0_hz"])) / frame_rate}
+    columns.update({name: value.numpy() for name, value in features.items()})
+    suffix = str(path).lower().rsplit(".", 1)[-1]
+    if suffix not in ("npz", "csv"):
+        raise UserError(f"{path}: choose a .npz or .csv output")
+    with atomic_output(path) as tmp:
+        if suffix == "npz":
+            with open(tmp, "wb") as f:
+                np.savez(f, frame_rate=frame_rate, **columns)
+        else:
+            table = np.stack(list(columns.values()), axis=1)
+            np.savetxt(tmp, table, delimiter=",", header=",".join(columns), comments="", fmt="%.6g")

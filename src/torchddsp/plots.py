@@ -1,0 +1,59 @@
+"""PNG figures: spectrogram with the f0 track, and loudness, over time."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def plot_features(
+    path,
+    audio: torch.Tensor,
+    sample_rate: int,
+    frame_rate: float,
+    tracks: dict[str, dict[str, torch.Tensor]],
+) -> None:
+    """Spectrogram of ``audio`` under each track's f0, and each track's loudness.
+
+    ``tracks`` maps a label (e.g. "input", "adjusted") to features with
+    ``f0_hz`` and ``loudness_db`` [n_frames]; written atomically.
+    Shape: audio [n_samples].
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .data.atomic import atomic_output
+
+    fig, (spec_ax, loud_ax) = plt.subplots(
+        2, 1, figsize=(10, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]}
+    )
+    _spectrogram(spec_ax, audio.numpy(), sample_rate)
+    for label, features in tracks.items():
+        times = np.arange(len(features["f0_hz"])) / frame_rate
+        spec_ax.plot(times, features["f0_hz"].numpy(), linewidth=1.2, label=f"f0 ({label})")
+        loud_ax.plot(times, features["loudness_db"].numpy(), linewidth=1.0, label=label)
+    spec_ax.legend(loc="upper right")
+    spec_ax.set_ylabel("Hz")
+    loud_ax.set_ylabel("loudness dB")
+    loud_ax.set_xlabel("time (s)")
+    loud_ax.legend(loc="lower right")
+    fig.tight_layout()
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def _spectrogram(ax, audio: np.ndarray, sample_rate: int) -> None:
+    n_fft = 1 << int(np.log2(sample_rate * 0.064))
+    ax.specgram(
+        audio,
+        NFFT=n_fft,
+        Fs=sample_rate,
+        noverlap=n_fft * 3 // 4,
+        cmap="magma",
+        scale="dB",
+        vmin=-120,
+    )
+    ax.set_ylim(0, min(4000, sample_rate / 2))
