@@ -37,7 +37,7 @@ def _clips(data_dir: Path, instrument: str, minutes: float) -> list[tuple[np.nda
         instrument,
         minutes,
         data_dir / instrument,
-        seed=7,
+        seed=INSTRUMENTS.index(instrument),  # each instrument its own melodies
         sample_rate=SAMPLE_RATE,
         frame_rate=FRAME_RATE,
     )
