@@ -52,6 +52,23 @@ def _render(args: argparse.Namespace) -> None:
     )
 
 
+def _features(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .features import file_features, save_features, summarize_features
+
+    audio, sample_rate, features = file_features(args.input, args.frame_rate, args.f0_method)
+    output = args.output or f"{Path(args.input).stem}.features.csv"
+    save_features(output, features, args.frame_rate)
+    print(summarize_features(features, len(audio) / sample_rate, sample_rate, args.frame_rate))
+    print(f"wrote {output}")
+    if args.plot:
+        from .plots import plot_features
+
+        plot_features(args.plot, audio, sample_rate, args.frame_rate, {args.f0_method: features})
+        print(f"wrote {args.plot}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="torchddsp", description=__doc__)
     parser.add_argument("--version", action="version", version=f"torchddsp {__version__}")
@@ -80,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--soundfont", help="SoundFont file (default: FluidR3_GM)")
     render.add_argument("--gain", type=float, help="FluidSynth master gain")
     render.set_defaults(run=_render)
+    features = commands.add_parser("features", help="f0, confidence and loudness of an audio file")
+    features.add_argument("input", help="audio file: wav, flac, ogg, ... (any rate, downmixed)")
+    features.add_argument("-o", "--output", help=".csv or .npz (default: INPUT.features.csv)")
+    features.add_argument("--plot", help="also write a PNG: spectrogram, f0 and loudness")
+    features.add_argument("--frame-rate", type=int, default=100, help="frames per second")
+    features.add_argument("--f0-method", default="yin", choices=["yin", "crepe-tiny", "crepe-full"])
+    features.set_defaults(run=_features)
     return parser
 
 

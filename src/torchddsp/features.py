@@ -65,6 +65,7 @@ def pad_to_hop(audio: torch.Tensor, hop_size: int) -> torch.Tensor:
     return torch.nn.functional.pad(audio, (0, -audio.shape[-1] % hop_size))
 
 
+CONFIDENT = 0.5  # f0 confidence above which a frame counts as pitched
 MIN_SECONDS = 0.1  # shorter inputs hold too few frames for a pitch track
 SILENCE_PEAK = 1e-4  # -80 dBFS
 
@@ -119,3 +120,31 @@ def save_features(path, features: dict[str, torch.Tensor], frame_rate: int) -> N
         else:
             table = np.stack(list(columns.values()), axis=1)
             np.savetxt(tmp, table, delimiter=",", header=",".join(columns), comments="", fmt="%.6g")
+
+
+def summarize_features(
+    features: dict[str, torch.Tensor], seconds: float, sample_rate: int, frame_rate: int
+) -> str:
+    """A few lines for people: duration, voiced share, pitch range, loudness."""
+    from .functional.core import hz_to_midi
+
+    confident = features["f0_confidence"] >= CONFIDENT
+    lines = [
+        f"{seconds:.2f} s at {sample_rate} Hz, {len(confident)} frames at {frame_rate} Hz",
+        f"confident pitch on {confident.float().mean().item():.0%} of frames",
+    ]
+    if confident.any():
+        f0 = features["f0_hz"][confident]
+        low, median, high = torch.quantile(f0, torch.tensor([0.05, 0.5, 0.95], dtype=f0.dtype))
+        note = _note_name(hz_to_midi(median).item())
+        lines.append(f"f0 median {median:.1f} Hz ({note}), 5-95% range {low:.1f}-{high:.1f} Hz")
+    loudness = features["loudness_db"]
+    lines.append(f"loudness median {loudness.median():.1f} dB, max {loudness.max():.1f} dB")
+    return "\n".join(lines)
+
+
+def _note_name(midi: float) -> str:
+    names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
+    number = round(midi)
+    cents = round(100 * (midi - number))
+    return f"{names[number % 12]}{number // 12 - 1} {cents:+d} cents"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .features import CONFIDENT
+
 
 def plot_features(
     path,
@@ -32,7 +34,10 @@ def plot_features(
     _spectrogram(spec_ax, audio.numpy(), sample_rate)
     for label, features in tracks.items():
         times = np.arange(len(features["f0_hz"])) / frame_rate
-        spec_ax.plot(times, features["f0_hz"].numpy(), linewidth=1.2, label=f"f0 ({label})")
+        f0_hz = features["f0_hz"].numpy().copy()
+        if "f0_confidence" in features:  # unpitched frames hold a meaningless guess
+            f0_hz[features["f0_confidence"].numpy() < CONFIDENT] = np.nan
+        spec_ax.plot(times, f0_hz, linewidth=1.2, label=f"f0 ({label})")
         loud_ax.plot(times, features["loudness_db"].numpy(), linewidth=1.0, label=label)
     spec_ax.legend(loc="upper right")
     spec_ax.set_ylabel("Hz")
@@ -47,13 +52,14 @@ def plot_features(
 
 def _spectrogram(ax, audio: np.ndarray, sample_rate: int) -> None:
     n_fft = 1 << int(np.log2(sample_rate * 0.064))
-    ax.specgram(
-        audio,
-        NFFT=n_fft,
-        Fs=sample_rate,
-        noverlap=n_fft * 3 // 4,
-        cmap="magma",
-        scale="dB",
-        vmin=-120,
-    )
+    with np.errstate(divide="ignore"):  # digital silence is -inf dB, drawn as the floor
+        ax.specgram(
+            audio,
+            NFFT=n_fft,
+            Fs=sample_rate,
+            noverlap=n_fft * 3 // 4,
+            cmap="magma",
+            scale="dB",
+            vmin=-120,
+        )
     ax.set_ylim(0, min(4000, sample_rate / 2))
