@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 
 import torch
 
-from torchddsp.functional.core import resample_frames
 from torchddsp.functional.oscillators import harmonic_synthesis
 from torchddsp.losses import MultiScaleSpectralLoss
 from torchddsp.processors import FilteredNoise, Reverb
 
 from _harness import machine_description, measure, print_table, run_case_in_subprocess
+from _reference import straightforward_harmonic as straightforward_harmonic_synthesis
 
 BATCH, N_SAMPLES, N_FRAMES, N_HARMONICS, N_BANDS, REVERB = 16, 64000, 1000, 60, 65, 48000
 SAMPLE_RATE = 16000
@@ -37,13 +36,7 @@ def _harmonic_controls(device):
 
 
 def straightforward_harmonic(f0, amps, dist):
-    """Textbook DDSP harmonic synthesis: every envelope at audio rate, per harmonic."""
-    numbers = torch.arange(1, N_HARMONICS + 1, device=f0.device, dtype=f0.dtype)
-    freq_env = resample_frames(f0 * numbers, N_SAMPLES, "linear")
-    amp_env = resample_frames(amps * dist, N_SAMPLES, "window")
-    amp_env = torch.where(freq_env >= SAMPLE_RATE / 2, 0.0, amp_env)
-    phases = torch.cumsum(freq_env * (2 * math.pi / SAMPLE_RATE), dim=1)
-    return (amp_env * torch.sin(phases)).sum(-1)
+    return straightforward_harmonic_synthesis(f0, amps, dist, N_SAMPLES, SAMPLE_RATE)
 
 
 def torchddsp_harmonic(f0, amps, dist):

@@ -69,6 +69,66 @@ def _features(args: argparse.Namespace) -> None:
         print(f"wrote {args.plot}")
 
 
+def _prepare(args: argparse.Namespace) -> None:
+    from .data.prepare import prepare_dataset, summarize_preparation
+
+    done = prepare_dataset(
+        args.audio_dir,
+        args.out_dir,
+        sample_rate=args.sample_rate,
+        frame_rate=args.frame_rate,
+        example_seconds=args.example_seconds,
+        hop_seconds=args.hop_seconds,
+        f0_method=args.f0_method,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+    )
+    print(summarize_preparation(done))
+
+
+def _train(args: argparse.Namespace) -> None:
+    from .config import load_config
+    from .train import train
+    from .train.distributed import is_main_process
+
+    result = train(load_config(args.config, args.overrides))
+    if is_main_process():  # under torchrun, one process speaks for all
+        reason = result.stopped.replace("_", " ")
+        print(f"{reason} at step {result.step}; checkpoint {result.checkpoint}")
+        if result.stopped != "finished":
+            print("run the same command again to resume")
+    if result.stopped == "interrupted":
+        raise KeyboardInterrupt  # exit status 130, like any interrupted command
+
+
+def _eval(args: argparse.Namespace) -> None:
+    from .evaluate import evaluate, format_metrics, save_metrics
+
+    data = _data_override(args.overrides)
+    metrics = evaluate(args.checkpoint, data, args.split, args.batch_size)
+    print(format_metrics(metrics))
+    output = args.output or f"{args.checkpoint.rstrip('/').removesuffix('.pt')}.eval.json"
+    save_metrics(output, metrics)
+    print(f"wrote {output}")
+
+
+def _data_override(overrides: list[str]) -> str | None:
+    data = None
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key not in ("data", "data.path") or not value:
+            raise UserError(f"unknown setting {override!r}: eval takes data=DATASET_DIR")
+        data = value
+    return data
+
+
+def _resynth(args: argparse.Namespace) -> None:
+    from .evaluate import resynthesize_file
+
+    path = resynthesize_file(args.checkpoint, args.input, args.output)
+    print(f"wrote {path}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="torchddsp", description=__doc__)
     parser.add_argument("--version", action="version", version=f"torchddsp {__version__}")
@@ -104,6 +164,44 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--frame-rate", type=int, default=100, help="frames per second")
     features.add_argument("--f0-method", default="yin", choices=["yin", "crepe-tiny", "crepe-full"])
     features.set_defaults(run=_features)
+    prepare = commands.add_parser(
+        "prepare", help="turn a folder of recordings into a training dataset"
+    )
+    prepare.add_argument("audio_dir", help="folder of recordings, searched recursively")
+    prepare.add_argument("out_dir", help="dataset folder to write (rerunning reuses its cache)")
+    prepare.add_argument("--sample-rate", type=int, default=16000)
+    prepare.add_argument("--frame-rate", type=int, default=250, help="feature frames per second")
+    prepare.add_argument("--example-seconds", type=float, default=4.0)
+    prepare.add_argument("--hop-seconds", type=float, default=1.0, help="between example starts")
+    prepare.add_argument("--f0-method", default="yin", choices=["yin", "crepe-tiny", "crepe-full"])
+    prepare.add_argument("--val-fraction", type=float, default=0.1)
+    prepare.add_argument("--seed", type=int, default=0, help="draws the validation files")
+    prepare.set_defaults(run=_prepare)
+    train = commands.add_parser(
+        "train", help="train a DDSP autoencoder on a prepared dataset (resumes its run_dir)"
+    )
+    train.add_argument("--config", required=True, help="shipped config name or YAML file")
+    train.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="e.g. data=DIR train.steps=2000 train.run_dir=runs/violin",
+    )
+    train.set_defaults(run=_train)
+    evaluation = commands.add_parser("eval", help="resynthesis metrics of a checkpoint")
+    evaluation.add_argument("checkpoint", help="run directory or checkpoint file")
+    evaluation.add_argument(
+        "overrides", nargs="*", help="data=DATASET_DIR (default: training data)"
+    )
+    evaluation.add_argument("--split", default="val", choices=["val", "train"])
+    evaluation.add_argument("--batch-size", type=int, default=8)
+    evaluation.add_argument("-o", "--output", help="metrics JSON (default: beside the checkpoint)")
+    evaluation.set_defaults(run=_eval)
+    resynth = commands.add_parser("resynth", help="reconstruct an audio file through a model")
+    resynth.add_argument("checkpoint", help="run directory or checkpoint file")
+    resynth.add_argument("input", help="audio file of any length, rate and channel count")
+    resynth.add_argument("-o", "--output", required=True, help="audio file to write")
+    resynth.set_defaults(run=_resynth)
     return parser
 
 

@@ -1,0 +1,109 @@
+"""DDSP's ``RnnFcDecoder``: (loudness, f0[, z]) -> synthesizer controls at frame rate."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..functional._checks import check_same_leading, check_single_channel, check_tensor
+from ..functional.core import scale_db, scale_f0_hz
+
+LEAKY_SLOPE = 0.2  # tf.nn.leaky_relu's default, which DDSP's fc layers use
+
+
+def fc_stack(in_features: int, units: int, n_layers: int) -> nn.Sequential:
+    """DDSP's ``FcStack``: ``n_layers`` x (Linear -> LayerNorm -> LeakyReLU).
+
+    With ``n_layers=0`` it is the identity (DDSP's tiny model).
+    Shape: [..., in_features] -> [..., units] ([..., in_features] when n_layers=0).
+    """
+    layers = []
+    for index in range(n_layers):
+        layers += [
+            nn.Linear(in_features if index == 0 else units, units),
+            nn.LayerNorm(units),
+            nn.LeakyReLU(LEAKY_SLOPE),
+        ]
+    return nn.Sequential(*layers)
+
+
+class RnnFcDecoder(nn.Module):
+    """Decoder of DDSP's solo-instrument model.
+
+    Each input (``ld_scaled = scale_db(loudness_db)``, ``f0_scaled =
+    scale_f0_hz(f0_hz)`` and optionally ``z``) goes through its own
+    :func:`fc_stack`; their concatenation through a GRU; the GRU output,
+    concatenated again with the input stacks' outputs, through a final stack and
+    one linear layer split into the raw (unscaled) synthesizer controls.
+    ``mlp_layers=0`` drops the stacks (DDSP's tiny model).
+    Offline calls start from a zero hidden state; streaming calls pass the
+    returned ``hidden`` back in, so consecutive blocks equal one long call.
+
+    Shape: f0_hz [batch, n_frames, 1], loudness_db [batch, n_frames, 1], z
+    [batch, n_frames, z_dims], hidden [1, batch, gru_units] ->
+    ({amplitudes [batch, n_frames, 1], harmonic_distribution
+    [batch, n_frames, n_harmonics], noise_magnitudes [batch, n_frames,
+    n_noise_bands]}, hidden [1, batch, gru_units]).
+    """
+
+    def __init__(
+        self,
+        n_harmonics: int = 60,
+        n_noise_bands: int = 65,
+        mlp_units: int = 512,
+        mlp_layers: int = 3,
+        gru_units: int = 512,
+        z_dims: int = 0,
+    ):
+        super().__init__()
+        self.z_dims = z_dims
+        input_sizes = [1, 1] + ([z_dims] if z_dims > 0 else [])
+        self.input_stacks = nn.ModuleList(
+            fc_stack(size, mlp_units, mlp_layers) for size in input_sizes
+        )
+        stacked_units = sum(mlp_units if mlp_layers else size for size in input_sizes)
+        self.gru = nn.GRU(stacked_units, gru_units, batch_first=True)
+        self.output_stack = fc_stack(stacked_units + gru_units, mlp_units, mlp_layers)
+        out_features = mlp_units if mlp_layers else stacked_units + gru_units
+        self.output_sizes = {
+            "amplitudes": 1,
+            "harmonic_distribution": n_harmonics,
+            "noise_magnitudes": n_noise_bands,
+        }
+        self.dense_out = nn.Linear(out_features, sum(self.output_sizes.values()))
+
+    def forward(
+        self,
+        f0_hz: torch.Tensor,
+        loudness_db: torch.Tensor,
+        z: torch.Tensor | None = None,
+        hidden: torch.Tensor | None = None,
+    ) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Raw controls for the synthesizers, and the GRU's last hidden state.
+
+        Shape: see the class.
+        """
+        inputs = self._scaled_inputs(f0_hz, loudness_db, z)
+        stacked = [stack(x) for stack, x in zip(self.input_stacks, inputs, strict=True)]
+        rnn_out, hidden = self.gru(torch.cat(stacked, dim=-1), hidden)
+        x = self.output_stack(torch.cat([*stacked, rnn_out], dim=-1))
+        parts = self.dense_out(x).split(list(self.output_sizes.values()), dim=-1)
+        return dict(zip(self.output_sizes, parts, strict=True)), hidden
+
+    def _scaled_inputs(
+        self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, z: torch.Tensor | None
+    ) -> list[torch.Tensor]:
+        """DDSP's preprocessing (``ld_scaled``, ``f0_scaled``) and z, shapes checked."""
+        check_single_channel(f0_hz, "f0_hz")
+        check_single_channel(loudness_db, "loudness_db")
+        check_same_leading(f0_hz, loudness_db, "f0_hz", "loudness_db", 2)
+        inputs = [scale_db(loudness_db), scale_f0_hz(f0_hz)]
+        if self.z_dims == 0:
+            if z is not None:
+                raise ValueError("z was given but this decoder has z_dims=0; build it with z_dims")
+            return inputs
+        shape = f"[batch, n_frames, z_dims={self.z_dims}]"
+        check_tensor(z, "z", 3, shape)
+        if z.shape[-1] != self.z_dims or z.shape[:2] != f0_hz.shape[:2]:
+            raise ValueError(f"z must have shape {shape} like f0_hz, found {tuple(z.shape)}")
+        return [*inputs, z]
