@@ -70,7 +70,8 @@ def test_overrides_of_each_section_and_data_shorthand():
             "model.gru_units=256",
             "model.fft_sizes=[1024, 64]",
             "data=/x/prepared",
-            "train.learning_rate=1",
+            "train.learning_rate=3e-4",
+            "train.max_minutes=1",
             "train.run_dir=2024",
         ],
     )
@@ -78,7 +79,8 @@ def test_overrides_of_each_section_and_data_shorthand():
     assert config.model.gru_units == 256
     assert config.model.fft_sizes == (1024, 64)
     assert config.data.path == "/x/prepared"
-    assert config.train.learning_rate == 1.0
+    assert config.train.learning_rate == 3e-4  # YAML 1.1 reads 3e-4 as text
+    assert config.train.max_minutes == 1.0 and isinstance(config.train.max_minutes, float)
     assert config.train.run_dir == "2024"  # text fields take the text verbatim
 
 
@@ -96,6 +98,7 @@ def test_apply_overrides_copies():
         ("optim.lr=3", "'optim'"),
         ("train.batch_size=abc", "'train.batch_size'"),
         ("train.batch_size=8.5", "'train.batch_size'"),
+        ("train.learning_rate=fast", "'train.learning_rate'"),
         ("train.amp=3", "'train.amp'"),
         ("model.fft_sizes=[1024, x]", "'model.fft_sizes'"),
         ("data.f0_method=pyin", "'data.f0_method'"),

@@ -430,6 +430,6 @@ def test_unknown_config_name_lists_shipped_ones():
     with pytest.raises(
         ValueError,
         match="no processor DAG file 'harmonic_noise_reverbb'.*"
-        "shipped configs: harmonic_noise, harmonic_noise_reverb",
+        "one of: harmonic_noise, harmonic_noise_reverb",
     ):
         ProcessorGroup.from_yaml("harmonic_noise_reverbb")

@@ -15,7 +15,6 @@ import dataclasses
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import yaml
@@ -24,6 +23,7 @@ from .errors import UserError
 from .features import F0_METHODS
 from .functional.core import RESAMPLE_METHODS
 from .functional.spectral import frame_hop_size
+from .yaml_files import read_yaml, shipped_names, yaml_problem
 
 
 @dataclass
@@ -97,8 +97,7 @@ _INVALID = object()  # a value that does not fit the field's type
 
 def shipped_configs() -> list[str]:
     """Names of the experiment configs shipped in ``torchddsp/configs``."""
-    folder = resources.files(__package__).joinpath("configs")
-    return sorted(item.name[:-5] for item in folder.iterdir() if item.name.endswith(".yaml"))
+    return shipped_names(__package__)
 
 
 def load_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> ExperimentConfig:
@@ -110,8 +109,8 @@ def load_config(name_or_path: str | Path, overrides: Sequence[str] = ()) -> Expe
     take the text verbatim (so a path such as ``2024`` or ``on`` stays text).
     Raises :class:`UserError` naming the file, key or value at fault.
     """
-    source, text = _read_config(name_or_path)
-    config = _build(_parse_yaml(text, source), source)
+    source, parsed = read_yaml(name_or_path, __package__, "config")
+    config = _build(parsed, source)
     for override in overrides:
         _apply_override(config, override)
     _check_consistency(config, " ".join([source, *overrides]))
@@ -149,36 +148,11 @@ def config_from_dict(d: Mapping, source: str = "config") -> ExperimentConfig:
 
 
 # Reading ----------------------------------------------------------------------------------------
-def _read_config(name_or_path: str | Path) -> tuple[str, str]:
-    """(source label, YAML text) of a file path or a shipped config name."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return str(path), _read_text(path, str(path))
-    name = path.name if path.suffix == ".yaml" else f"{path.name}.yaml"
-    shipped = resources.files(__package__).joinpath("configs").joinpath(name)
-    if path.parent == Path(".") and shipped.is_file():
-        return name, _read_text(shipped, name)
-    raise UserError(
-        f"no config file {str(name_or_path)!r} and no shipped config of that name; "
-        f"give a YAML path or one of: {', '.join(shipped_configs())}"
-    )
-
-
-def _read_text(path, source: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"{source}: cannot read the config file ({error})") from error
-
-
 def _parse_yaml(text: str, source: str) -> object:
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(error, "problem", None) or " ".join(str(error).split())
-        raise UserError(f"{source}: malformed YAML, {where}{problem}") from error
+        raise UserError(f"{source}: malformed YAML, {yaml_problem(error)}") from error
 
 
 # Building and checking ------------------------------------------------------------------------
@@ -242,7 +216,7 @@ def _coerce(value: object, hint: object) -> object:
     if hint is int:
         return value if is_int else _INVALID
     if hint is float:
-        return float(value) if is_int or isinstance(value, float) else _INVALID
+        return _as_float(value)
     if hint is str:
         return value if isinstance(value, str) else _INVALID
     # tuple[int, ...]: a non-empty list of integers
@@ -250,6 +224,17 @@ def _coerce(value: object, hint: object) -> object:
         items = [_coerce(item, int) for item in value]
         return _INVALID if _INVALID in items else tuple(items)
     return _INVALID
+
+
+def _as_float(value: object) -> object:
+    if isinstance(value, bool):
+        return _INVALID
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:  # PyYAML reads 3e-4 (no dot) as text
+        return float(value) if isinstance(value, str) else _INVALID
+    except ValueError:
+        return _INVALID
 
 
 def _type_name(hint: object) -> str:

@@ -14,17 +14,16 @@ import inspect
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from ..functional._checks import check_choice, check_tensor
 from ..functional.core import RESAMPLE_METHODS, exp_sigmoid, resample_frames
 from ..functional.sources import frequencies_sigmoid
+from ..yaml_files import read_yaml, shipped_names
 from .base import Processor
 from .effects import ExpDecayReverb, FilteredNoiseReverb, FIRFilter, ModDelay, Reverb
 from .harmonic import Harmonic
@@ -317,11 +316,7 @@ class ProcessorGroup(nn.Module):
         ``torchddsp/processors/configs`` (see :func:`shipped_configs`), with or
         without ``.yaml``. Errors name the file and the node.
         """
-        source, text = _read_config(path_or_name)
-        try:
-            config = yaml.safe_load(text)
-        except yaml.YAMLError as error:
-            raise ValueError(f"{source}: malformed YAML, {_yaml_problem(error)}") from error
+        source, config = read_yaml(path_or_name, __package__, "processor DAG")
         try:
             return cls.from_config(config, processors)
         except ValueError as error:
@@ -467,36 +462,4 @@ def _resolve_function(key: str, value: object, label: str) -> object:
 
 def shipped_configs() -> list[str]:
     """Names of the processor DAG configs shipped in ``torchddsp/processors/configs``."""
-    folder = resources.files(__package__).joinpath("configs")
-    return sorted(item.name[:-5] for item in folder.iterdir() if item.name.endswith(".yaml"))
-
-
-def _read_config(path_or_name: str | Path) -> tuple[str, str]:
-    """(source label, YAML text) of a file path or a shipped config name."""
-    path = Path(path_or_name)
-    if path.is_file():
-        return str(path), _read_text(path, str(path))
-    name = path.name if path.suffix == ".yaml" else f"{path.name}.yaml"
-    shipped = resources.files(__package__).joinpath("configs").joinpath(name)
-    if path.parent == Path(".") and shipped.is_file():
-        return name, _read_text(shipped, name)
-    raise ValueError(
-        f"no processor DAG file {str(path_or_name)!r} and no shipped config of that name; "
-        f"shipped configs: {', '.join(shipped_configs())}"
-    )
-
-
-def _read_text(path, source: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise ValueError(f"{source}: cannot read the processor DAG file: {error}") from error
-
-
-def _yaml_problem(error: yaml.YAMLError) -> str:
-    """One line: where and what, from PyYAML's multi-line message."""
-    mark = getattr(error, "problem_mark", None)
-    problem = getattr(error, "problem", None)
-    if mark is not None and problem:
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return " ".join(str(error).split())
+    return shipped_names(__package__)
