@@ -26,6 +26,7 @@ def synthesis_config(model_config: ModelConfig, sample_rate: int, frame_rate: in
     controls and ``f0_hz``.
     """
     name = "harmonic_noise_reverb" if model_config.reverb_length > 0 else "harmonic_noise"
+    # The packaged file itself: read_yaml would prefer a same-named file in the working directory.
     folder = resources.files("torchddsp.processors").joinpath("configs")
     dag = yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text(encoding="utf-8"))
     rates = {"sample_rate": sample_rate, "frame_rate": frame_rate}
