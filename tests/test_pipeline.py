@@ -6,14 +6,16 @@ import shutil
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 from torchddsp.cli import main
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("fluidsynth") is None,
-    reason="needs FluidSynth and FluidR3: apt-get install fluidsynth fluid-soundfont-gm",
-)
+pytestmark = [
+    pytest.mark.usefixtures("single_thread"),
+    pytest.mark.skipif(
+        shutil.which("fluidsynth") is None,
+        reason="needs FluidSynth and FluidR3: apt-get install fluidsynth fluid-soundfont-gm",
+    ),
+]
 TINY = [
     "model.n_harmonics=16",
     "model.n_noise_bands=16",
@@ -28,14 +30,6 @@ TINY = [
     "train.audio_every=3",
     "train.checkpoint_every=3",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _loss_log(run_dir):

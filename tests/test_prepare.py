@@ -34,14 +34,7 @@ EXAMPLE_SAMPLES, STEP_SAMPLES = EXAMPLE_FRAMES * HOP, STEP_FRAMES * HOP
 # Small examples at 100 frames/s keep the pitch tracking, hence the tests, fast.
 FAST = {"frame_rate": FR, "example_seconds": 0.5, "hop_seconds": 0.25}
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny inputs: one thread avoids oversubscribing a busy 2-core machine (10x faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _tone(path, hz=440.0, seconds=1.0, rate=SR, channels=1, amplitude=0.3, glide=1.0):

@@ -30,14 +30,7 @@ TINY_MODEL = [
 ]
 QUIET = ["train.log_every=50", "train.eval_every=1000", "train.audio_every=1000"]
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny models train fastest on one thread, and do not stall when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _harmonic_tone(f0_hz: float, seconds: float) -> np.ndarray:
