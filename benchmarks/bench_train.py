@@ -19,6 +19,7 @@ import torch
 
 from torchddsp.config import load_config
 from torchddsp.models import Autoencoder
+from torchddsp.train.trainer import amp_dtype
 
 from _harness import machine_description, measure, print_table, run_case_in_subprocess
 from _reference import straightforward_harmonic
@@ -59,7 +60,7 @@ class StraightforwardAutoencoder(Autoencoder):
         return {"total": total}
 
 
-def _step_case(config_name: str, model_class: type, device: str):
+def _step_case(config_name: str, model_class: type, amp: bool, device: str):
     config = load_config(config_name)
     rate, frame_rate = config.data.sample_rate, config.data.frame_rate
     n_frames = round(config.data.example_seconds * frame_rate)
@@ -73,18 +74,28 @@ def _step_case(config_name: str, model_class: type, device: str):
     }
     batch = {key: value.to(device) for key, value in batch.items()}
 
+    dtype = amp_dtype(amp, torch.device(device))
+
     def step():
         optimizer.zero_grad(set_to_none=True)
-        model.loss(batch, model(batch))["total"].backward()
+        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+            outputs = model(batch)  # as the trainer: networks in dtype, synthesis and loss float32
+        model.loss(batch, outputs)["total"].backward()
         optimizer.step()
 
     return step
 
 
+# (config, model, mixed precision as `torchddsp train` chooses it for the device)
 CASES = {
-    "magenta config, torchddsp": ("solo_instrument_magenta", Autoencoder),
-    "magenta config, straightforward": ("solo_instrument_magenta", StraightforwardAutoencoder),
-    "fast CPU recipe, torchddsp": ("solo_instrument_fast", Autoencoder),
+    "magenta config, torchddsp": ("solo_instrument_magenta", Autoencoder, True),
+    "magenta config, torchddsp float32": ("solo_instrument_magenta", Autoencoder, False),
+    "magenta config, straightforward float32": (
+        "solo_instrument_magenta",
+        StraightforwardAutoencoder,
+        False,
+    ),
+    "fast CPU recipe, torchddsp": ("solo_instrument_fast", Autoencoder, True),
 }
 
 
@@ -95,26 +106,29 @@ def main() -> None:
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        config_name, model_class = CASES[args.case]
-        step = _step_case(config_name, model_class, args.device)
+        step = _step_case(*CASES[args.case], args.device)
         print(json.dumps(measure(step, args.device, args.repeats)))
         return
     results = {
         name: run_case_in_subprocess(__file__, name, args.device, args.repeats) for name in CASES
     }
     print(f"machine: {machine_description(args.device)}")
+    networks = amp_dtype(True, torch.device(args.device)) or torch.float32
     print(
         f"workload: one training step (forward, loss, backward, Adam), batch {BATCH}; "
         f"magenta config: 4 s examples at 16 kHz, 250 Hz frames, GRU 512; "
-        f"median of {args.repeats}"
+        f"median of {args.repeats}; torchddsp rows without 'float32' run the networks "
+        f"in {str(networks).removeprefix('torch.')} as `torchddsp train` does on this device"
     )
     print_table("seconds per training step", list(results.items()))
-    fast = results["magenta config, torchddsp"]
-    slow = results["magenta config, straightforward"]
-    print(
-        f"magenta config: {slow['seconds'] / fast['seconds']:.2f}x faster per step, "
-        f"{fast['peak_mib'] / max(slow['peak_mib'], 1e-9):.2f} of the peak memory"
-    )
+    slow = results["magenta config, straightforward float32"]
+    for name in ("magenta config, torchddsp", "magenta config, torchddsp float32"):
+        fast = results[name]
+        print(
+            f"{name}: {slow['seconds'] / fast['seconds']:.2f}x faster per step, "
+            f"{fast['peak_mib'] / max(slow['peak_mib'], 1e-9):.2f} of the peak memory "
+            f"of the straightforward float32 implementation"
+        )
 
 
 if __name__ == "__main__":

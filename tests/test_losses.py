@@ -164,6 +164,24 @@ def test_gradcheck_losses():
 
 
 @pytest.mark.parametrize("loss_cls", [MultiScaleSpectralLoss, MelSpectralLoss])
+def test_eager_gradient_equals_gradient_through_the_whole_graph(loss_cls):
+    # A target that needs a gradient forces the plain path: its gradient for
+    # `value` is the reference for the eager path taken when only `value` does.
+    target, value = noise(2, 4000, 1, torch.float32), noise(2, 4000, 2, torch.float32)
+    loss_fn = loss_cls()
+    eager_value = value.clone().requires_grad_()
+    eager = loss_fn(target, eager_value)
+    eager.backward()
+    plain_target, plain_value = target.clone().requires_grad_(), value.clone().requires_grad_()
+    plain = loss_fn(plain_target, plain_value)
+    plain.backward()
+    assert eager.grad_fn is not None and type(eager.grad_fn) is not type(plain.grad_fn)
+    torch.testing.assert_close(eager, plain)
+    torch.testing.assert_close(eager_value.grad, plain_value.grad)
+    assert plain_target.grad is not None and plain_target.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("loss_cls", [MultiScaleSpectralLoss, MelSpectralLoss])
 def test_loss_of_batch_is_mean_of_losses(loss_cls):
     target, value = noise(3, 3000, 1, torch.float32), noise(3, 3000, 2, torch.float32)
     loss_fn = loss_cls()

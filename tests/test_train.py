@@ -17,6 +17,7 @@ from torchddsp.data.prepare import prepare_dataset
 from torchddsp.errors import UserError
 from torchddsp.train import load_checkpoint, train
 from torchddsp.train.checkpoint import CHECKPOINT_DIR, checkpoint_path, list_checkpoints
+from torchddsp.train.trainer import amp_dtype
 
 SAMPLE_RATE = 16000
 TINY_MODEL = [
@@ -220,3 +221,13 @@ def test_train_command_refuses_with_one_line(dataset, tmp_path, capsys, override
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_mixed_precision_only_where_the_device_computes_it_natively(monkeypatch):
+    cpu = torch.device("cpu")
+    assert amp_dtype(False, cpu) is None
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert amp_dtype(True, cpu) is None  # emulated bfloat16 would be slower than float32
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert amp_dtype(True, cpu) is torch.bfloat16

@@ -75,7 +75,7 @@ class TrainConfig:
     log_every: int = 50
     audio_every: int = 1000
     num_workers: int = 0
-    amp: bool = True  # mixed precision where the device supports it
+    amp: bool = True  # bfloat16/float16 networks where the device computes them natively
     max_minutes: float = 0.0  # wall-clock limit; 0 = no time limit
     run_dir: str = "runs/default"
 

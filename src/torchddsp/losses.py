@@ -9,7 +9,8 @@ are non-persistent buffers: move the module with ``.to(device, dtype)`` once;
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -55,6 +56,47 @@ def mean_difference(
     if loss_type == "L2":
         return F.mse_loss(value, target)
     return (1.0 - F.cosine_similarity(target, value, dim=-1)).mean()
+
+
+def sum_of_terms(
+    target_audio: torch.Tensor,
+    audio: torch.Tensor,
+    terms: Sequence[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]],
+) -> torch.Tensor:
+    """``sum(term(target_audio, audio) for term in terms)``, each term a scalar.
+
+    When only ``audio`` needs a gradient, each term's gradient with respect to
+    it is taken as soon as the term is computed, and the term's spectrograms
+    are freed: backward then holds one audio-sized tensor instead of every
+    scale's spectra (a third of a training step's peak memory). Such a loss
+    supports one backward pass, not gradients of gradients.
+
+    Shape: target_audio, audio [batch, n_samples] -> scalar.
+    """
+    eager = torch.is_grad_enabled() and audio.requires_grad and not target_audio.requires_grad
+    if not eager:
+        return torch.stack([term(target_audio, audio) for term in terms]).sum()
+    return _EagerGradientSum.apply(audio, target_audio, terms)
+
+
+class _EagerGradientSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, audio, target_audio, terms):
+        total, grad = audio.new_zeros(()), torch.zeros_like(audio)
+        for term in terms:
+            with torch.enable_grad():
+                leaf = audio.detach().requires_grad_()
+                value = term(target_audio, leaf)
+                grad += torch.autograd.grad(value, leaf)[0]
+            total += value.detach()
+        ctx.save_for_backward(grad)
+        return total
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        (grad,) = ctx.saved_tensors
+        return grad_output * grad, None, None
 
 
 def _check_audio_pair(target_audio: torch.Tensor, audio: torch.Tensor) -> None:
@@ -138,19 +180,16 @@ class MultiScaleSpectralLoss(nn.Module):
         Shape: target_audio [batch, n_samples], audio [batch, n_samples] -> scalar.
         """
         _check_audio_pair(target_audio, audio)
-        loss = audio.new_zeros(())
-        for i, (n_fft, hop_size) in enumerate(zip(self.fft_sizes, self.hop_sizes, strict=True)):
-            window = getattr(self, f"window_{i}")
-            target_mag = magnitude(target_audio, n_fft, hop_size, "same", window)
-            value_mag = magnitude(audio, n_fft, hop_size, "same", window)
-            loss = loss + self._scale_loss(target_mag, value_mag)
+        terms = [partial(self._scale_loss, i) for i in range(len(self.fft_sizes))]
         if self.loudness_weight > 0:
-            loss = loss + self.loudness_weight * mean_difference(
-                self._loudness(target_audio), self._loudness(audio), self.loss_type
-            )
-        return loss
+            terms.append(self._loudness_loss)
+        return sum_of_terms(target_audio, audio, terms)
 
-    def _scale_loss(self, target_mag: torch.Tensor, value_mag: torch.Tensor) -> torch.Tensor:
+    def _scale_loss(self, index: int, target_audio: torch.Tensor, audio: torch.Tensor):
+        n_fft, hop_size = self.fft_sizes[index], self.hop_sizes[index]
+        window = getattr(self, f"window_{index}")
+        target_mag = magnitude(target_audio, n_fft, hop_size, "same", window)
+        value_mag = magnitude(audio, n_fft, hop_size, "same", window)
         loss = target_mag.new_zeros(())
         for name, weight in self.weights.items():
             if weight > 0:
@@ -159,6 +198,11 @@ class MultiScaleSpectralLoss(nn.Module):
                     view(target_mag), view(value_mag), self.loss_type
                 )
         return loss
+
+    def _loudness_loss(self, target_audio: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
+        return self.loudness_weight * mean_difference(
+            self._loudness(target_audio), self._loudness(audio), self.loss_type
+        )
 
     def _loudness(self, audio: torch.Tensor) -> torch.Tensor:
         n_fft = self.loudness_window.shape[0]
@@ -213,12 +257,12 @@ class MelSpectralLoss(nn.Module):
         Shape: target_audio [batch, n_samples], audio [batch, n_samples] -> scalar.
         """
         _check_audio_pair(target_audio, audio)
-        loss = audio.new_zeros(())
-        for i in range(len(self.fft_sizes)):
-            target_mel = self._log_mel(target_audio, i)
-            value_mel = self._log_mel(audio, i)
-            loss = loss + mean_difference(target_mel, value_mel, self.loss_type)
-        return loss
+        terms = [partial(self._scale_loss, i) for i in range(len(self.fft_sizes))]
+        return sum_of_terms(target_audio, audio, terms)
+
+    def _scale_loss(self, index: int, target_audio: torch.Tensor, audio: torch.Tensor):
+        target_mel = self._log_mel(target_audio, index)
+        return mean_difference(target_mel, self._log_mel(audio, index), self.loss_type)
 
     def _log_mel(self, audio: torch.Tensor, i: int) -> torch.Tensor:
         window = getattr(self, f"window_{i}")

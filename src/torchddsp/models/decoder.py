@@ -22,7 +22,7 @@ def fc_stack(in_features: int, units: int, n_layers: int) -> nn.Sequential:
         layers += [
             nn.Linear(in_features if index == 0 else units, units),
             nn.LayerNorm(units),
-            nn.LeakyReLU(LEAKY_SLOPE),
+            nn.LeakyReLU(LEAKY_SLOPE, inplace=True),  # LayerNorm backward never reads its output
         ]
     return nn.Sequential(*layers)
 

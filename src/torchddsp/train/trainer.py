@@ -107,7 +107,7 @@ class _Run:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lambda step: rate ** (step / decay_steps)
         )
-        self.amp_dtype = _amp_dtype(self.settings.amp, context.device)
+        self.amp_dtype = amp_dtype(self.settings.amp, context.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.step = self.epoch = self.batch_index = 0
         self.saved_step, self.checkpoint = -1, None
@@ -421,11 +421,23 @@ class _StopSignals:
             print("\nstopping after this step (Ctrl-C again to abort)", file=sys.stderr)
 
 
-def _amp_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
-    """bfloat16 where the GPU has it (no loss scaling needed), else float16; None on CPU."""
-    if not amp or device.type != "cuda":
+def amp_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
+    """The networks' mixed-precision dtype, None for float32.
+
+    bfloat16 on GPUs that have it (no loss scaling needed), else float16; on
+    CPUs with native bfloat16 arithmetic (AVX512-BF16 or AMX), bfloat16, whose
+    matrix products run about 3x faster there; float32 on other CPUs, where
+    bfloat16 would be emulated and slower.
+    """
+    if not amp:
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and _cpu_has_native_bfloat16() else None
+
+
+def _cpu_has_native_bfloat16() -> bool:
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
 
 
 def _seed_everything(seed: int) -> None:
