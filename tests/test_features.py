@@ -4,7 +4,13 @@ import soundfile as sf
 import torch
 
 from torchddsp.errors import UserError
-from torchddsp.features import compute_features, file_features, pad_to_hop, save_features
+from torchddsp.features import (
+    compute_features,
+    file_features,
+    pad_to_hop,
+    remove_f0_spikes,
+    save_features,
+)
 
 
 def _switching_tone(sample_rate, switch_sample, seconds=1.0):
@@ -104,3 +110,43 @@ def test_save_features_round_trip(tmp_path, extension):
         rows = np.genfromtxt(path, delimiter=",", names=True)
         np.testing.assert_allclose(rows["loudness_db"], [-20.0, -21.0])
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left behind
+
+
+def _track(*segments):
+    """Concatenated (hz, n_frames) segments as [1, n_frames]."""
+    return torch.cat([torch.full((n,), float(hz)) for hz, n in segments])[None]
+
+
+@pytest.mark.parametrize("frame_rate", [100, 250])
+def test_remove_f0_spikes_replaces_a_transition_subharmonic(frame_rate):
+    # FluidR3 violin, 615 -> 778 Hz: YIN reports 154 Hz (615 / 4) for 40 ms.
+    spike = round(0.04 * frame_rate)
+    f0 = _track((615, 30), (154, spike), (778, 30))
+    repaired = remove_f0_spikes(f0, frame_rate)
+    assert set(repaired[0].tolist()) <= {615.0, 778.0}
+    torch.testing.assert_close(repaired[:, :30], f0[:, :30])
+    torch.testing.assert_close(repaired[:, -30:], f0[:, -30:])
+
+
+def test_remove_f0_spikes_keeps_vibrato_glides_and_short_notes():
+    frame_rate = 250
+    t = torch.arange(500) / frame_rate
+    vibrato = 440 * 2 ** (0.5 / 12 * torch.sin(2 * torch.pi * 6 * t))  # +-50 cents at 6 Hz
+    glide = 220 * 2 ** (2 * t)  # two octaves in a second
+    note = _track((440, 100), (660, round(0.05 * frame_rate)), (440, 100))  # a 50 ms note
+    for f0 in (vibrato[None], glide[None], note):
+        torch.testing.assert_close(remove_f0_spikes(f0, frame_rate), f0)
+
+
+def test_features_of_two_overlapping_notes_have_no_subharmonic():
+    # The mixture of 600 and 800 Hz repeats at 200 Hz; the offline features follow the notes.
+    sample_rate, frame_rate = 16000, 100
+    t = np.arange(sample_rate) / sample_rate
+    fade = np.clip((t - 0.48) / 0.04, 0, 1)
+    audio = (1 - fade) * np.sin(2 * np.pi * 600 * t) + fade * np.sin(2 * np.pi * 800 * t)
+    features = compute_features(torch.from_numpy(0.5 * audio)[None], sample_rate, frame_rate)
+    f0 = features["f0_hz"][0]
+    semitones_to_nearest = (
+        torch.stack([12 * torch.log2(f0 / hz).abs() for hz in (600.0, 800.0)]).min(0).values
+    )
+    assert semitones_to_nearest.max() < 1.0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from .functional._checks import check_choice, check_positive, check_tensor
+from .functional.core import hz_to_midi
 from .functional.spectral import compute_loudness, frame_hop_size
 
 F0_METHODS = ("yin", "crepe-tiny", "crepe-full")
@@ -37,7 +38,7 @@ def track_f0(
 def compute_features(
     audio: torch.Tensor, sample_rate: int, frame_rate: int, f0_method: str = "yin"
 ) -> dict[str, torch.Tensor]:
-    """Pitch, confidence and A-weighted loudness, frame-aligned.
+    """Pitch (spikes removed), confidence and A-weighted loudness, frame-aligned.
 
     ``sample_rate`` must be a multiple of ``frame_rate`` and ``n_samples`` a
     multiple of the hop (pad with :func:`pad_to_hop`); otherwise ``ValueError``.
@@ -53,8 +54,35 @@ def compute_features(
         )
     n_frames = audio.shape[1] // hop
     f0_hz, confidence = track_f0(audio, sample_rate, hop, f0_method)
+    f0_hz = remove_f0_spikes(f0_hz, frame_rate)
     loudness_db = compute_loudness(audio, sample_rate, frame_rate, padding="center")[:, :n_frames]
     return {"f0_hz": f0_hz, "f0_confidence": confidence, "loudness_db": loudness_db}
+
+
+SPIKE_SECONDS = 0.04  # longest pitch excursion remove_f0_spikes treats as an error
+SPIKE_SEMITONES = 1.0
+
+
+def remove_f0_spikes(
+    f0_hz: torch.Tensor, frame_rate: float, max_seconds: float = SPIKE_SECONDS
+) -> torch.Tensor:
+    """Replace pitch excursions of at most ``max_seconds`` by the surrounding pitch.
+
+    Where two notes overlap (a bow or breath change), their mixture repeats at
+    a common sub-multiple of both periods, and a tracker reports it, two or
+    more octaves down, for a few frames. A frame more than a semitone from the
+    median of the ``2 k + 1`` frames around it, ``k = round(max_seconds *
+    frame_rate)``, takes that median: runs of up to ``k`` frames go, while
+    vibrato, glides and notes longer than ``max_seconds`` stay as they are.
+
+    Shape: f0_hz [batch, n_frames] -> same.
+    """
+    check_tensor(f0_hz, "f0_hz", 2, "[batch, n_frames]")
+    k = max(1, round(max_seconds * frame_rate))
+    padded = torch.nn.functional.pad(f0_hz[:, None], (k, k), mode="replicate")[:, 0]
+    median = padded.unfold(-1, 2 * k + 1, 1).median(-1).values
+    spikes = (hz_to_midi(f0_hz) - hz_to_midi(median)).abs() > SPIKE_SEMITONES
+    return torch.where(spikes, median, f0_hz)
 
 
 def pad_to_hop(audio: torch.Tensor, hop_size: int) -> torch.Tensor:

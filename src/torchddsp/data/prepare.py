@@ -58,7 +58,14 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..errors import UserError
-from ..features import CONFIDENT, F0_METHODS, SILENCE_PEAK, compute_features, pad_to_hop
+from ..features import (
+    CONFIDENT,
+    F0_METHODS,
+    SILENCE_PEAK,
+    SPIKE_SECONDS,
+    compute_features,
+    pad_to_hop,
+)
 from ..functional._checks import check_choice
 from ..functional.core import hz_to_midi
 from ..functional.spectral import frame_hop_size
@@ -200,7 +207,7 @@ def tracker_parameters(f0_method: str) -> dict:
         fixed = {"capacity": f0_method.split("-")[1]}
     parameters = inspect.signature(tracker).parameters.values()
     defaults = {p.name: p.default for p in parameters if p.default not in (None, p.empty)}
-    return defaults | fixed
+    return defaults | fixed | {"spike_seconds": SPIKE_SECONDS}  # remove_f0_spikes
 
 
 def _whole_frames(seconds: float, frame_rate: int, name: str) -> int:
