@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import __version__
 from .errors import UserError
@@ -129,6 +130,68 @@ def _resynth(args: argparse.Namespace) -> None:
     print(f"wrote {path}")
 
 
+def _transfer(args: argparse.Namespace) -> None:
+    from .adjust import Adjustments
+    from .transfer import describe, example_input, load_transfer_model, transfer_file
+
+    if (args.input is None) == (not args.example):
+        raise UserError("give an INPUT audio file or --example (the bundled melody), not both")
+    source = example_input() if args.example else args.input
+    loaded = load_transfer_model(args.model)
+    output = args.output or f"{Path(source).stem}.{loaded.name}.wav"
+    settings = Adjustments(
+        auto_adjust=not args.no_auto_adjust,
+        pitch_shift=args.pitch_shift + 12 * args.octave_shift,
+        loudness_shift=args.loudness_shift,
+        autotune=args.autotune,
+        autotune_mode=args.autotune_mode,
+        quiet=args.quiet,
+        note_threshold=args.threshold,
+    )
+    result = transfer_file(source, loaded, output, settings, args.plot)
+    seconds = len(result.audio) / result.sample_rate
+    print(f"{Path(source).name} -> {loaded.name}: {describe(result, loaded)}")
+    print(f"wrote {output} ({seconds:.2f} s at {result.sample_rate} Hz, in {result.seconds:.1f} s)")
+    if args.plot:
+        print(f"wrote {args.plot}")
+
+
+def _models(args: argparse.Namespace) -> None:
+    from .transfer import available_models, user_models_dir
+
+    for name, (kind, path) in sorted(available_models().items()):
+        print(f"{name:<12} {kind:<8} {path}")
+    print(f"add your own: copy a trained checkpoint to {user_models_dir()}/NAME.pt")
+
+
+def _add_transfer_parser(commands) -> None:
+    transfer = commands.add_parser(
+        "transfer", help="play the melody of any recording with a model's timbre"
+    )
+    transfer.add_argument("input", nargs="?", help="audio file of any length, rate and channels")
+    transfer.add_argument("--example", action="store_true", help="use the bundled example melody")
+    transfer.add_argument(
+        "--model", required=True, help="bundled or user model name, checkpoint or run directory"
+    )
+    transfer.add_argument("-o", "--output", help="audio file (default: INPUT_STEM.MODEL.wav)")
+    transfer.add_argument("--pitch-shift", type=float, default=0.0, help="semitones, after auto")
+    transfer.add_argument("--octave-shift", type=int, default=0, help="octaves, after auto")
+    transfer.add_argument("--loudness-shift", type=float, default=0.0, help="dB, after auto")
+    transfer.add_argument(
+        "--no-auto-adjust",
+        action="store_true",
+        help="keep the input's register and loudness (no octave shift, quantile mapping, quiet)",
+    )
+    transfer.add_argument("--autotune", type=float, default=0.0, help="0 (off) .. 1 (on the notes)")
+    transfer.add_argument("--autotune-mode", default="major", choices=["major", "chromatic"])
+    transfer.add_argument("--quiet", type=float, default=20.0, help="dB off outside notes")
+    transfer.add_argument("--threshold", type=float, default=1.0, help="note detection threshold")
+    transfer.add_argument("--plot", help="also write a PNG of spectrograms, f0 and loudness")
+    transfer.set_defaults(run=_transfer)
+    models = commands.add_parser("models", help="list the bundled and user models")
+    models.set_defaults(run=_models)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="torchddsp", description=__doc__)
     parser.add_argument("--version", action="version", version=f"torchddsp {__version__}")
@@ -202,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     resynth.add_argument("input", help="audio file of any length, rate and channel count")
     resynth.add_argument("-o", "--output", required=True, help="audio file to write")
     resynth.set_defaults(run=_resynth)
+    _add_transfer_parser(commands)
     return parser
 
 

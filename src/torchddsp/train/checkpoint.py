@@ -121,6 +121,22 @@ def resolve_checkpoint(path_or_run_dir: str | Path) -> tuple[dict, Path]:
     return found
 
 
+def export_model(path_or_run_dir: str | Path, target: str | Path) -> Path:
+    """Write the newest checkpoint's weights, config and dataset metadata only.
+
+    The result (a few MB: no optimizer, schedule or RNG state) loads with
+    :func:`load_checkpoint` and serves as a named model for transfer; written
+    atomically.
+    """
+    contents, _ = resolve_checkpoint(path_or_run_dir)
+    kept = {key: contents[key] for key in ("format", "version", "torchddsp_version", *_REQUIRED)}
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_output(target) as tmp:
+        torch.save(kept, tmp)
+    return target
+
+
 def build_model(config) -> torch.nn.Module:
     """The autoencoder an experiment config describes, freshly initialised."""
     from ..models import Autoencoder
