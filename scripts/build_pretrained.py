@@ -27,14 +27,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from torchddsp.data.audio import load_audio
 from torchddsp.data.soundfont import generate_melody, render, render_dataset
 from torchddsp.evaluate import evaluate
-from torchddsp.features import CONFIDENT, compute_features, pad_to_hop
 from torchddsp.train.checkpoint import export_model
-from torchddsp.transfer import example_input, load_transfer_model, pretrained_dir, transfer
+from torchddsp.transfer import (
+    example_input,
+    load_transfer_model,
+    output_f0_error,
+    pretrained_dir,
+    transfer,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_SEEDS = {"violin": 0, "flute": 1, "trumpet": 2, "tenor_sax": 3}
@@ -61,19 +65,8 @@ def _transfer_quality(model_path: Path, audio: np.ndarray) -> dict:
     """Median |cents| between the output's re-tracked f0 and the adjusted input f0."""
     loaded = load_transfer_model(model_path)
     result = transfer(audio, loaded)
-    hop = loaded.sample_rate // loaded.frame_rate
-    output = pad_to_hop(torch.from_numpy(result.audio)[None], hop)
-    tracked = compute_features(output, loaded.sample_rate, loaded.frame_rate, loaded.f0_method)
-    f0_out, confidence = tracked["f0_hz"][0].numpy(), tracked["f0_confidence"][0].numpy()
-    frames = result.notes[: len(f0_out)] & (confidence >= CONFIDENT)
-    cents = 1200 * np.abs(np.log2(f0_out[frames] / result.adjusted["f0_hz"][: len(f0_out)][frames]))
-    return {
-        "median_cents": float(np.median(cents)),
-        "mean_cents": float(np.mean(cents)),
-        "note_frames": int(frames.sum()),
-        "octave_shift": result.report.octave_shift,
-        "seconds": round(result.seconds, 2),
-    }
+    error = output_f0_error(result, loaded)
+    return {**error, "octave_shift": result.report.octave_shift, "seconds": result.seconds}
 
 
 def _sources(work: Path) -> dict[str, np.ndarray]:
@@ -89,6 +82,7 @@ def _sources(work: Path) -> dict[str, np.ndarray]:
 
 def _card(name: str, metrics: dict, quality: dict, manifest: dict, run_dir: Path) -> str:
     splits, stats = manifest["splits"], manifest["statistics"]
+    train, held_out = splits["train"], splits["val"]
     rows = "\n".join(f"| {k} | {v:.4g} |" for k, v in metrics.items() if isinstance(v, float))
     transfers = "\n".join(
         f"| {source} | {q['median_cents']:.1f} | {q['mean_cents']:.1f} | {q['note_frames']} "
@@ -102,13 +96,15 @@ A torchddsp timbre model of FluidR3_GM's {name.replace("_", " ")}, trained by
 
 ## Data
 
-`torchddsp render --instrument {name} --minutes 15 --seed {DATA_SEEDS[name]}`: generated
-melodies (phrases, legato and detached notes, dynamics, vibrato) rendered by
-FluidSynth. `torchddsp prepare {" ".join(PREPARE)}`: 16 kHz, 100 Hz frames, f0 by
-{manifest["settings"]["f0_method"]}. Train {splits["train"]["seconds"] / 60:.1f} min
-({splits["train"]["n_examples"]} examples), held out {splits["val"]["seconds"] / 60:.1f} min
-({splits["val"]["n_files"]} melodies). Note frames: pitch MIDI {stats["mean_pitch"]:.1f} mean
-({stats["min_pitch"]:.0f}-{stats["max_pitch"]:.0f}), loudness {stats["mean_loudness"]:.1f} dB mean.
+- Audio: `torchddsp render --instrument {name} --minutes 15 --seed {DATA_SEEDS[name]}`,
+  generated melodies (phrases, legato and detached notes, dynamics, vibrato)
+  rendered by FluidSynth.
+- Features: `torchddsp prepare {" ".join(PREPARE)}`, 16 kHz, f0 by
+  {manifest["settings"]["f0_method"]}.
+- Split: {train["seconds"] / 60:.1f} min for training ({train["n_examples"]} examples);
+  {held_out["seconds"] / 60:.1f} min held out ({held_out["n_files"]} melodies).
+- Note frames: mean pitch MIDI {stats["mean_pitch"]:.1f},
+  mean loudness {stats["mean_loudness"]:.1f} dB.
 
 ## Recipe
 

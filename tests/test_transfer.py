@@ -10,6 +10,7 @@ import torch
 from torchddsp.adjust import Adjustments
 from torchddsp.cli import main
 from torchddsp.config import config_to_dict, load_config
+from torchddsp.data.audio import load_audio
 from torchddsp.errors import UserError
 from torchddsp.models import Autoencoder
 from torchddsp.train.checkpoint import FORMAT, VERSION, load_checkpoint
@@ -17,6 +18,7 @@ from torchddsp.transfer import (
     available_models,
     example_input,
     load_transfer_model,
+    output_f0_error,
     pretrained_dir,
     transfer,
     transfer_file,
@@ -144,6 +146,15 @@ def test_bundled_models_load_and_have_cards(name):
     assert metadata["step"] > 1000 and metadata["dataset"]["statistics"]["mean_pitch"] > 40
     card = path.with_suffix(".md").read_text()
     assert "f0_l1_cents" in card and "median cents" in card
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_bundled_model_plays_the_example_melody_in_tune(name):
+    loaded = load_transfer_model(name)
+    audio, _ = load_audio(example_input(), sample_rate=loaded.sample_rate)
+    error = output_f0_error(transfer(audio, loaded), loaded)
+    assert error["note_frames"] > 500  # of 1200 frames, 12 s at 100 Hz
+    assert error["median_cents"] < 30, error
 
 
 def test_readme_main_command_renders_the_example_with_the_violin(tmp_path, capsys):

@@ -183,6 +183,30 @@ def transfer_file(
     return result
 
 
+def output_f0_error(result: TransferResult, loaded: TransferModel) -> dict:
+    """How closely the output's pitch follows the adjusted input f0.
+
+    The output is re-tracked with the model's tracker; on note frames where it
+    is pitched (confidence >= features.CONFIDENT), the absolute difference to
+    the adjusted f0 in cents: median, mean, and the number of frames.
+    """
+    from .features import CONFIDENT, pad_to_hop
+
+    hop = loaded.sample_rate // loaded.frame_rate
+    output = pad_to_hop(torch.from_numpy(result.audio)[None], hop)[0].numpy()
+    tracked = input_features(output, loaded)
+    n_frames = len(tracked["f0_hz"])
+    frames = result.notes[:n_frames] & (tracked["f0_confidence"] >= CONFIDENT)
+    ratio = tracked["f0_hz"][frames] / result.adjusted["f0_hz"][:n_frames][frames]
+    cents = 1200.0 * np.abs(np.log2(ratio))
+    empty = not cents.size
+    return {
+        "median_cents": float("nan") if empty else float(np.median(cents)),
+        "mean_cents": float("nan") if empty else float(np.mean(cents)),
+        "note_frames": int(frames.sum()),
+    }
+
+
 def describe(result: TransferResult, loaded: TransferModel) -> str:
     """One line on what the adjustment did, for people."""
     report = result.report
