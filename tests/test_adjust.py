@@ -10,6 +10,7 @@ from torchddsp.adjust import (
     map_loudness_quantiles,
     midi_to_hz,
     register_shift,
+    repair_harmonic_errors,
     tuning_offset,
 )
 
@@ -178,3 +179,21 @@ def test_f0_is_clipped_at_midi_110():
 def test_adjustments_refuse_bad_settings(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
         Adjustments(**kwargs)
+
+
+
+def test_repair_moves_unsure_harmonics_to_the_neighbouring_notes():
+    # The bundled choir's note change 307 -> 270 Hz: YIN reports 135 Hz, then 805 Hz.
+    f0 = np.r_[np.full(10, 307.0), np.full(10, 135.0), np.full(5, 805.0), np.full(10, 270.0)]
+    confidence = np.r_[np.ones(10), np.full(15, 0.6), np.ones(10)]
+    expected = np.r_[np.full(10, 307.0), np.full(10, 270.0), np.full(5, 805 / 3), np.full(10, 270)]
+    np.testing.assert_allclose(repair_harmonic_errors(f0, confidence), expected)
+
+
+def test_repair_keeps_sure_leaps_and_unrelated_pitches():
+    leap = np.r_[np.full(10, 220.0), np.full(10, 440.0), np.full(10, 110.0)]
+    np.testing.assert_array_equal(repair_harmonic_errors(leap, np.ones(30)), leap)
+    unrelated = np.r_[np.full(10, 220.0), np.full(5, 300.0), np.full(10, 220.0)]
+    confidence = np.r_[np.ones(10), np.full(5, 0.3), np.ones(10)]
+    np.testing.assert_array_equal(repair_harmonic_errors(unrelated, confidence), unrelated)
+    np.testing.assert_array_equal(repair_harmonic_errors(leap, np.zeros(30)), leap)

@@ -2,6 +2,10 @@
 
 The semantics of DDSP's timbre-transfer demo, on frame-rate numpy arrays:
 
+0. Pitch repair (not in the demo): a frame the tracker is unsure of whose f0
+   is 2, 3, 1/2 or 1/3 times the pitch of the nearest sure frame before or
+   after it (within a semitone) takes that pitch: overlapping notes in
+   a voice or a reverberant room make trackers report such harmonics.
 1. Note detection: a frame is "on" when its smoothed ``confidence ** 2``
    times its loudness above -120 dB reaches ``note_threshold`` times the
    level of a frame of mean loudness at confidence 0.7.
@@ -34,6 +38,8 @@ SMOOTHING_SECONDS = 0.16
 MIN_DB = -120.0
 REFERENCE_CONFIDENCE = 0.7
 CONFIDENCE_EXPONENT = 2.0
+SURE_CONFIDENCE = 0.85  # frames at or above it are trusted by repair_harmonic_errors
+HARMONIC_FACTORS = (2.0, 3.0, 1 / 2, 1 / 3)
 MAJOR_STEPS = np.array([0, 2, 4, 5, 7, 9, 11])
 KEYS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
 AUTOTUNE_MODES = ("major", "chromatic")
@@ -102,6 +108,29 @@ def detect_notes(
     reference = (np.mean(loudness_db) - MIN_DB) * REFERENCE_CONFIDENCE**CONFIDENCE_EXPONENT
     ratio = level / max(reference, 1e-9)
     return ratio >= note_threshold, ratio
+
+
+def repair_harmonic_errors(f0_hz: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """Unsure frames at a harmonic or subharmonic of their sure neighbours' pitch, repaired.
+
+    Shape: f0_hz, confidence [n_frames] -> [n_frames].
+    """
+    sure = confidence >= SURE_CONFIDENCE
+    if not sure.any():
+        return f0_hz
+    index, n_frames = np.arange(len(f0_hz)), len(f0_hz)
+    previous = np.maximum.accumulate(np.where(sure, index, -1))
+    following = np.minimum.accumulate(np.where(sure, index, n_frames)[::-1])[::-1]
+    previous = np.where(previous < 0, following, previous)  # before the first sure frame
+    following = np.where(following == n_frames, previous, following)  # after the last
+    f0_hz = np.maximum(f0_hz, 1e-3)  # trackers may report 0 Hz in silence
+    repaired = f0_hz.copy()
+    for neighbour in (following, previous):  # the previous note wins where both fit
+        reference = f0_hz[neighbour]
+        for factor in HARMONIC_FACTORS:
+            fits = ~sure & (np.abs(12 * np.log2(f0_hz * factor / reference)) < 1.0)
+            repaired[fits] = f0_hz[fits] * factor
+    return repaired
 
 
 def register_shift(pitch_midi: np.ndarray, mask_on: np.ndarray, target_mean_pitch: float) -> int:
@@ -185,11 +214,12 @@ def adjust_features(
     (same keys, mask_on [n_frames], report).
     """
     settings = settings or Adjustments()
-    f0_hz, confidence = features["f0_hz"], features["f0_confidence"]
+    confidence = features["f0_confidence"]
+    f0_hz = repair_harmonic_errors(features["f0_hz"].astype(np.float64), confidence)
     loudness = features["loudness_db"].astype(np.float64)
     mask_on, ratio = detect_notes(loudness, confidence, frame_rate, settings.note_threshold)
     report = AdjustmentReport(note_fraction=float(mask_on.mean()) if mask_on.size else 0.0)
-    midi = hz_to_midi(f0_hz.astype(np.float64))
+    midi = hz_to_midi(f0_hz)
     if settings.auto_adjust:
         midi, loudness = _auto_adjust(midi, loudness, mask_on, ratio, statistics, settings, report)
     if settings.autotune > 0 and mask_on.any():
