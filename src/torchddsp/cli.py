@@ -192,10 +192,7 @@ def _add_transfer_parser(commands) -> None:
     models.set_defaults(run=_models)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="torchddsp", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"torchddsp {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+def _add_synth_parser(commands) -> None:
     synth = commands.add_parser("synth", help="render a melody with harmonic + noise + reverb")
     synth.add_argument("-o", "--output", required=True, help="audio file to write (wav/flac/ogg)")
     synth.add_argument("--notes", type=_notes, default=_notes("60,64,67,72,67,64,60"))
@@ -203,6 +200,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--sample-rate", type=int, default=16000)
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(run=_synth)
+
+
+def _add_render_parser(commands) -> None:
     render = commands.add_parser(
         "render", help="render SoundFont audio (fluidsynth) with exact f0 ground truth"
     )
@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--soundfont", help="SoundFont file (default: FluidR3_GM)")
     render.add_argument("--gain", type=float, help="FluidSynth master gain")
     render.set_defaults(run=_render)
+
+
+def _add_features_parser(commands) -> None:
     features = commands.add_parser("features", help="f0, confidence and loudness of an audio file")
     features.add_argument("input", help="audio file: wav, flac, ogg, ... (any rate, downmixed)")
     features.add_argument("-o", "--output", help=".csv or .npz (default: INPUT.features.csv)")
@@ -227,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
     features.add_argument("--frame-rate", type=int, default=100, help="frames per second")
     features.add_argument("--f0-method", default="yin", choices=["yin", "crepe-tiny", "crepe-full"])
     features.set_defaults(run=_features)
+
+
+def _add_prepare_parser(commands) -> None:
     prepare = commands.add_parser(
         "prepare", help="turn a folder of recordings into a training dataset"
     )
@@ -240,6 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--val-fraction", type=float, default=0.1)
     prepare.add_argument("--seed", type=int, default=0, help="draws the validation files")
     prepare.set_defaults(run=_prepare)
+
+
+def _add_train_parser(commands) -> None:
     train = commands.add_parser(
         "train", help="train a DDSP autoencoder on a prepared dataset (resumes its run_dir)"
     )
@@ -251,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="e.g. data=DIR train.steps=2000 train.run_dir=runs/violin",
     )
     train.set_defaults(run=_train)
+
+
+def _add_evaluation_parser(commands) -> None:
     evaluation = commands.add_parser("eval", help="resynthesis metrics of a checkpoint")
     evaluation.add_argument("checkpoint", help="run directory or checkpoint file")
     evaluation.add_argument(
@@ -260,11 +272,27 @@ def build_parser() -> argparse.ArgumentParser:
     evaluation.add_argument("--batch-size", type=int, default=8)
     evaluation.add_argument("-o", "--output", help="metrics JSON (default: beside the checkpoint)")
     evaluation.set_defaults(run=_eval)
+
+
+def _add_resynth_parser(commands) -> None:
     resynth = commands.add_parser("resynth", help="reconstruct an audio file through a model")
     resynth.add_argument("checkpoint", help="run directory or checkpoint file")
     resynth.add_argument("input", help="audio file of any length, rate and channel count")
     resynth.add_argument("-o", "--output", required=True, help="audio file to write")
     resynth.set_defaults(run=_resynth)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="torchddsp", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"torchddsp {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    _add_synth_parser(commands)
+    _add_render_parser(commands)
+    _add_features_parser(commands)
+    _add_prepare_parser(commands)
+    _add_train_parser(commands)
+    _add_evaluation_parser(commands)
+    _add_resynth_parser(commands)
     _add_transfer_parser(commands)
     return parser
 
