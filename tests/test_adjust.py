@@ -181,7 +181,6 @@ def test_adjustments_refuse_bad_settings(kwargs, message):
         Adjustments(**kwargs)
 
 
-
 def test_repair_moves_unsure_harmonics_to_the_neighbouring_notes():
     # The bundled choir's note change 307 -> 270 Hz: YIN reports 135 Hz, then 805 Hz.
     f0 = np.r_[np.full(10, 307.0), np.full(10, 135.0), np.full(5, 805.0), np.full(10, 270.0)]
