@@ -32,6 +32,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
+
+from .functional import core
 
 MAX_MIDI = 110.0  # f0 is clipped below this note after shifting
 SMOOTHING_SECONDS = 0.16
@@ -82,11 +85,13 @@ class AdjustmentReport:
 
 
 def hz_to_midi(f0_hz: np.ndarray) -> np.ndarray:
-    return 69.0 + 12.0 * np.log2(np.maximum(f0_hz, 1e-3) / 440.0)
+    """:func:`torchddsp.functional.core.hz_to_midi` on numpy arrays (0 Hz and below: 1 mHz)."""
+    return core.hz_to_midi(torch.from_numpy(np.maximum(f0_hz, 1e-3))).numpy()
 
 
 def midi_to_hz(midi: np.ndarray) -> np.ndarray:
-    return 440.0 * 2.0 ** ((np.asarray(midi) - 69.0) / 12.0)
+    """:func:`torchddsp.functional.core.midi_to_hz` on numpy arrays."""
+    return core.midi_to_hz(torch.as_tensor(np.asarray(midi, dtype=np.float64))).numpy()
 
 
 def detect_notes(

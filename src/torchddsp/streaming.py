@@ -31,12 +31,10 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from .functional._checks import check_tensor
-from .functional.core import resample_frames
 from .functional.filters import fft_convolve, frequency_impulse_response
-from .functional.oscillators import accumulate_phase, harmonic_synthesis
+from .functional.oscillators import harmonic_synthesis
 from .models.autoencoder import Autoencoder
 from .processors import (
     Add,
@@ -46,6 +44,7 @@ from .processors import (
     Harmonic,
     Reverb,
 )
+from .processors.effects import dry_masked
 
 FRAMES_SHAPE = "[n_frames]"
 REVERBS = (Reverb, ExpDecayReverb, FilteredNoiseReverb)
@@ -205,7 +204,7 @@ class _HarmonicNode(_SynthNode):
         controls = self.frames.get(lo, stop)
         n_samples, n_keep = (stop - lo) * self.hop, (hi - lo) * self.hop
         rate = self.processor.sample_rate
-        audio, _ = harmonic_synthesis(
+        audio, phase = harmonic_synthesis(
             controls["f0_hz"],
             controls["amplitudes"],
             controls["harmonic_distribution"],
@@ -213,11 +212,10 @@ class _HarmonicNode(_SynthNode):
             rate,
             self.processor.amp_resample_method,
             initial_phase=self.phase,
+            final_samples=n_keep,
         )
         if not final:
-            # The same upsampled f0 harmonic_synthesis accumulates, cut at the emitted samples.
-            f0_audio = resample_frames(controls["f0_hz"], n_samples, "linear")[:, :n_keep, 0]
-            _, self.phase = accumulate_phase(f0_audio, rate, self.phase)
+            self.phase = phase
         return audio[:, :n_keep]
 
 
@@ -279,7 +277,7 @@ class _ReverbNode:
                 f"node {self.name!r}: streaming needs one impulse response, found shape "
                 f"{tuple(ir.shape)}"
             )
-        self.ir = F.pad(ir[:, 1:], (1, 0))
+        self.ir = dry_masked(ir)
         self.tail = ir.new_zeros(1, ir.shape[-1] - 1)
 
     def render(self, dry: torch.Tensor) -> torch.Tensor:

@@ -190,14 +190,11 @@ def output_f0_error(result: TransferResult, loaded: TransferModel) -> dict:
     is pitched (confidence >= features.CONFIDENT), the absolute difference to
     the adjusted f0 in cents: median, mean, and the number of frames.
     """
-    from .features import CONFIDENT, pad_to_hop
+    from .features import CONFIDENT
 
-    hop = loaded.sample_rate // loaded.frame_rate
-    output = pad_to_hop(torch.from_numpy(result.audio)[None], hop)[0].numpy()
-    tracked = input_features(output, loaded)
-    n_frames = len(tracked["f0_hz"])
-    frames = result.notes[:n_frames] & (tracked["f0_confidence"] >= CONFIDENT)
-    ratio = tracked["f0_hz"][frames] / result.adjusted["f0_hz"][:n_frames][frames]
+    tracked = input_features(result.audio, loaded)  # as many frames as result.notes
+    frames = result.notes & (tracked["f0_confidence"] >= CONFIDENT)
+    ratio = tracked["f0_hz"][frames] / result.adjusted["f0_hz"][frames]
     cents = 1200.0 * np.abs(np.log2(ratio))
     empty = not cents.size
     return {

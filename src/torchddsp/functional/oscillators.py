@@ -23,13 +23,16 @@ def accumulate_phase(
     frequencies_hz: torch.Tensor,
     sample_rate: float,
     initial_phase: torch.Tensor | None = None,
+    final_samples: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Running phase of audio-rate frequencies, wrapped to [0, 2*pi).
 
     ``phase[t] = initial_phase + 2*pi * sum(frequencies_hz[:t + 1]) / sample_rate``
     (inclusive sum, as DDSP's oscillator bank). The sum runs in float64; the
     returned phase has the input's dtype and the final phase is float64, to be
-    passed as ``initial_phase`` of the next block when streaming.
+    passed as ``initial_phase`` of the next block when streaming. The final
+    phase is taken after ``final_samples`` samples (default: all of them), for
+    a block whose last samples will be rendered again by the next one.
 
     Shape: frequencies_hz [batch, n_samples] or [batch, n_samples, n_oscillators],
     initial_phase [batch, 1] or [batch, n_oscillators]
@@ -51,7 +54,12 @@ def accumulate_phase(
         start = initial_phase.double()
         phase = phase + (start if frequencies_hz.ndim == 2 else start[:, None])
     phase = torch.remainder(phase, TWO_PI)
-    return phase.to(frequencies_hz.dtype), phase[:, -1].reshape(frequencies_hz.shape[0], -1)
+    n_samples = frequencies_hz.shape[1]
+    final_samples = n_samples if final_samples is None else final_samples
+    if not 1 <= final_samples <= n_samples:
+        raise ValueError(f"final_samples must be within [1, {n_samples}], found {final_samples}")
+    final_phase = phase[:, final_samples - 1].reshape(frequencies_hz.shape[0], -1)
+    return phase.to(frequencies_hz.dtype), final_phase
 
 
 def oscillator_bank(
@@ -163,6 +171,7 @@ def harmonic_synthesis(
     sample_rate: float,
     amp_resample_method: str = "window",
     initial_phase: torch.Tensor | None = None,
+    final_samples: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render a harmonic oscillator from frame-rate f0, amplitude and distribution.
 
@@ -189,7 +198,7 @@ def harmonic_synthesis(
     check_positive(sample_rate, "sample_rate")
     batch, n_frames, _ = harmonic_distribution.shape
     f0_audio = resample_frames(frequencies, n_samples, "linear")[..., 0]
-    phase, final_phase = accumulate_phase(f0_audio, sample_rate, initial_phase)
+    phase, final_phase = accumulate_phase(f0_audio, sample_rate, initial_phase, final_samples)
     harmonic_amplitudes = amplitudes * harmonic_distribution
     if n_samples % n_frames == 0:
         hop = n_samples // n_frames

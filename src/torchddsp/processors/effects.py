@@ -68,8 +68,16 @@ class _ConvolutionReverb(Processor):
         check_tensor(ir, "ir", (1, 2), "[batch, ir_size] or [ir_size]")
         self.rate(sample_rate)
         ir = ir.reshape(-1, ir.shape[-1])
-        wet = fft_convolve(audio, F.pad(ir[:, 1:], (1, 0)), padding="same", delay_compensation=0)
+        wet = fft_convolve(audio, dry_masked(ir), padding="same", delay_compensation=0)
         return wet + audio if self.add_dry else wet
+
+
+def dry_masked(ir: torch.Tensor) -> torch.Tensor:
+    """The impulse response with its first (dry) tap zeroed: the reverbs add dry audio apart.
+
+    Shape: ir [batch, ir_size] -> same.
+    """
+    return F.pad(ir[:, 1:], (1, 0))
 
 
 class Reverb(_ConvolutionReverb):
