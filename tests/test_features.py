@@ -5,12 +5,18 @@ import torch
 
 from torchddsp.errors import UserError
 from torchddsp.features import (
+    FeatureStream,
+    LoudnessStream,
     compute_features,
     file_features,
     pad_to_hop,
     remove_f0_spikes,
     save_features,
 )
+from torchddsp.functional.spectral import compute_loudness
+from torchddsp.pitch.yin import DEFAULT_F0_MIN_HZ, yin
+
+NO_JIT_WARNING = "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
 
 
 def _switching_tone(sample_rate, switch_sample, seconds=1.0):
@@ -150,3 +156,118 @@ def test_features_of_two_overlapping_notes_have_no_subharmonic():
         torch.stack([12 * torch.log2(f0 / hz).abs() for hz in (600.0, 800.0)]).min(0).values
     )
     assert semitones_to_nearest.max() < 1.0
+
+
+# ---- streaming ----------------------------------------------------------------------------
+
+
+def _live_signal(sample_rate, seconds=1.5):
+    """Every kind of frame: a harmonic tone on a rising glide, silence, a noise burst, the
+    tone over noise, silence; and, as the second item, the same backwards."""
+    rng = np.random.default_rng(7)
+    t = np.arange(int(sample_rate * seconds)) / sample_rate
+    phase = 2 * np.pi * np.cumsum(110.0 * 4.0 ** (t / seconds)) / sample_rate
+    tone = sum(0.3 / k * np.sin(k * phase) for k in range(1, 6))
+    noise = 0.2 * rng.standard_normal(len(t))
+    parts = [(0.0, 0.5, tone), (0.6, 0.8, noise), (0.8, 1.2, tone + 0.3 * noise)]
+    signal = sum(np.where((t >= start) & (t < end), x, 0.0) for start, end, x in parts)
+    return torch.tensor(np.stack([signal, signal[::-1]]), dtype=torch.float32)
+
+
+def _stream_in_random_blocks(stream, audio, latency, hop, seed=0):
+    """Outputs of forward_stream over log-uniform random blocks of 0 to 4096 samples, then
+    flush, concatenated; checks that frame i is out once i * hop + latency samples are in."""
+    rng = np.random.default_rng(seed)
+    state = stream.init_state(audio.shape[0])
+    pieces, position = [], 0
+    while position < audio.shape[1]:
+        size = 0 if rng.random() < 0.05 else int(2.0 ** rng.uniform(0.0, 12.0))
+        block = audio[:, position : position + size]
+        position += block.shape[1]
+        *outputs, state = stream.forward_stream(block, state)
+        pieces.append(outputs)
+        n_out = sum(p[0].shape[1] for p in pieces)
+        assert n_out == max(0, (position - latency) // hop + 1)
+    flushed = stream.flush(state)
+    pieces.append(list(flushed) if isinstance(flushed, tuple) else [flushed])
+    return [torch.cat(parts, dim=1) for parts in zip(*pieces, strict=True)]
+
+
+@pytest.mark.parametrize(
+    ("sample_rate", "frame_rate", "n_fft"),
+    [(16000, 100, 512), (22050, 50, 2048), (44100, 100, 1024), (48000, 50, 512)],
+)
+def test_loudness_stream_equals_offline_center_frames(sample_rate, frame_rate, n_fft):
+    hop = sample_rate // frame_rate
+    audio = _live_signal(sample_rate)
+    stream = LoudnessStream(sample_rate, frame_rate, n_fft)
+    (streamed,) = _stream_in_random_blocks(stream, audio, stream.latency_samples, hop)
+    offline = compute_loudness(audio, sample_rate, frame_rate, n_fft, padding="center")
+    expected = offline[:, : audio.shape[1] // hop]
+    torch.testing.assert_close(streamed, expected, rtol=0.0, atol=1e-5)
+    torch.testing.assert_close(stream(audio), expected, rtol=0.0, atol=1e-5)
+    assert stream.latency_samples == max(n_fft // 2, hop)
+
+
+@pytest.mark.parametrize(
+    ("sample_rate", "frame_rate", "f0_min_hz"),
+    [(16000, 100, 65.0), (16000, 250, DEFAULT_F0_MIN_HZ), (48000, 50, DEFAULT_F0_MIN_HZ)],
+)
+def test_feature_stream_equals_offline_features_before_spike_removal(
+    sample_rate, frame_rate, f0_min_hz
+):
+    hop = sample_rate // frame_rate
+    audio = _live_signal(sample_rate)
+    stream = FeatureStream(sample_rate, frame_rate, f0_min_hz)
+    f0_hz, confidence, loudness_db = _stream_in_random_blocks(
+        stream, audio, stream.latency_samples, hop
+    )
+    offline = compute_features(audio, sample_rate, frame_rate)
+    expected_f0_hz, expected_confidence = yin(audio, sample_rate, hop, f0_min_hz)
+    expected_loudness_db = offline["loudness_db"]
+    # The FFT rounds differently for other batch shapes: on the flat valleys of noise
+    # frames that moves YIN's fitted lag by up to ~1e-4 (0.2 cent).
+    torch.testing.assert_close(f0_hz, expected_f0_hz, rtol=2e-4, atol=0.0)
+    torch.testing.assert_close(confidence, expected_confidence, rtol=0.0, atol=1e-5)
+    torch.testing.assert_close(loudness_db, expected_loudness_db, rtol=0.0, atol=1e-5)
+    if f0_min_hz == DEFAULT_F0_MIN_HZ:  # compute_features' own YIN
+        torch.testing.assert_close(confidence, offline["f0_confidence"], rtol=0.0, atol=1e-5)
+    offline_f0_hz, offline_confidence, offline_loudness_db = stream(audio)
+    torch.testing.assert_close(offline_f0_hz, expected_f0_hz, rtol=0.0, atol=0.0)
+    torch.testing.assert_close(offline_confidence, expected_confidence, rtol=0.0, atol=0.0)
+    torch.testing.assert_close(offline_loudness_db, expected_loudness_db, rtol=0.0, atol=1e-5)
+
+
+def test_feature_stream_latency_is_the_later_of_yin_and_loudness():
+    assert FeatureStream(16000, 100, f0_min_hz=65.0).latency_samples == 512 // 2
+    assert FeatureStream(16000, 100).latency_samples == 802 // 2  # YIN's 50 ms frame
+    assert FeatureStream(48000, 50, f0_min_hz=200.0).latency_samples == 48000 // 50  # a hop
+
+
+@pytest.mark.filterwarnings(NO_JIT_WARNING)
+def test_scripted_feature_stream_equals_eager():
+    sample_rate, frame_rate = 16000, 100
+    audio = _live_signal(sample_rate, seconds=0.5)
+    eager = FeatureStream(sample_rate, frame_rate, f0_min_hz=65.0)
+    scripted = torch.jit.script(eager)
+    # A scripted module's properties are methods to TorchScript, not Python attributes.
+    streamed = [
+        _stream_in_random_blocks(stream, audio, eager.latency_samples, 160, seed=3)
+        for stream in (scripted, eager)
+    ]
+    for got, expected in zip(*streamed, strict=True):
+        torch.testing.assert_close(got, expected, rtol=0.0, atol=0.0)
+    for got, expected in zip(scripted(audio), eager(audio), strict=True):
+        torch.testing.assert_close(got, expected, rtol=0.0, atol=0.0)
+
+
+def test_feature_stream_bad_state_names_what_was_found():
+    stream = FeatureStream(16000, 100)
+    state = stream.init_state(2)
+    with pytest.raises(ValueError, match=r"state\['yin_buffer'\] must have shape \[batch=3"):
+        stream.forward_stream(torch.zeros(3, 100), state)
+    state.pop("loudness_buffer")
+    with pytest.raises(ValueError, match=r"state\['loudness_buffer'\] must be a torch.Tensor"):
+        stream.flush(state)
+    with pytest.raises(ValueError, match=r"batch_size must be a positive integer, found 2.0"):
+        LoudnessStream(16000, 100).init_state(2.0)

@@ -103,8 +103,27 @@ def test_render_prepare_train_resume_eval_resynth(tmp_path, capsys):
     assert rate == 16000 and len(audio) == sf.info(source).frames
 
 
-def test_eval_and_resynth_refuse_bad_input(tmp_path, capsys):
+def test_eval_and_resynth_refuse_bad_input(tmp_path, capsys, monkeypatch):
     assert main(["eval", str(tmp_path / "missing")]) == 2
     assert main(["resynth", str(tmp_path / "missing"), "x.wav", "-o", "y.wav"]) == 2
+    (tmp_path / "empty_run").mkdir()
+    assert main(["eval", str(tmp_path / "empty_run")]) == 2
+    monkeypatch.chdir(tmp_path)
+    assert main(["eval", "violin"]) == 2  # bundled: its training data is not on this machine
     errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 2 and all("no checkpoint" in line for line in errors)
+    assert len(errors) == 4
+    assert all("unknown model" in line for line in errors[:2])
+    assert "no checkpoint" in errors[2]
+    assert "violin: its training data" in errors[3] and "pass data=DATASET_DIR" in errors[3]
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_eval_of_a_bundled_model_writes_here_not_into_the_package(tmp_path, monkeypatch):
+    from torchddsp.evaluate import default_metrics_path
+
+    monkeypatch.chdir(tmp_path)
+    assert default_metrics_path("violin") == tmp_path.joinpath("violin.eval.json").relative_to(
+        tmp_path
+    )
+    (tmp_path / "runs" / "cello").mkdir(parents=True)
+    assert default_metrics_path("runs/cello/") == type(tmp_path)("runs/cello.eval.json")

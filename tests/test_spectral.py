@@ -57,6 +57,25 @@ def numpy_loudness(
 # ---- framing and STFT ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(("frame_size", "hop"), [(512, 160), (801, 160), (256, 1024), (7, 7)])
+def test_take_ready_frames_gives_each_center_frame_once_its_window_and_hop_are_in(frame_size, hop):
+    """Fed a sample at a time, frame i (centred on sample i * hop) comes out once samples up to
+    i * hop + max(frame_size - frame_size // 2, hop) are in; with the final flush, the frames
+    are the first n_samples // hop of 'center' framing."""
+    n_samples = 5 * hop + frame_size + 3
+    x = noise(2, n_samples)
+    expected = numpy_frames(x.numpy(), frame_size, hop, "center")[:, : n_samples // hop]
+    latency = max(frame_size - frame_size // 2, hop)
+    buffer, pieces = torch.zeros(2, frame_size // 2, dtype=x.dtype), []
+    for n_in in range(1, n_samples + 1):
+        buffer = torch.cat([buffer, x[:, n_in - 1 : n_in]], dim=1)
+        frames, buffer = spectral.take_ready_frames(buffer, frame_size, hop)
+        pieces.append(frames)
+        assert sum(p.shape[1] for p in pieces) == max(0, (n_in - latency) // hop + 1)
+    pieces.append(spectral.take_ready_frames(buffer, frame_size, hop, final=True)[0])
+    np.testing.assert_array_equal(torch.cat(pieces, dim=1).numpy(), expected)
+
+
 @pytest.mark.parametrize("padding", spectral.PADDINGS)
 @pytest.mark.parametrize(("n_fft", "hop"), [(256, 64), (64, 16), (100, 30), (32, 48)])
 def test_stft_matches_numpy_framing(padding, n_fft, hop):

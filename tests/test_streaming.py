@@ -1,3 +1,11 @@
+"""Streaming == offline: every processor, the DAG and the whole model, for any split into blocks.
+
+Blocks are random lengths of audio time (1 to 4096 samples, never aligned to
+the hop): a block delivers the audio samples it spans and the frames whose
+hops it completes. The blocks' outputs, then a final call, must join into the
+offline output within 1e-5, eager and scripted.
+"""
+
 import dataclasses
 
 import numpy as np
@@ -6,217 +14,331 @@ import scipy.signal
 import torch
 
 from torchddsp.config import load_config
-from torchddsp.functional.filters import frequency_filter
-from torchddsp.models import Autoencoder, synthesis_config
-from torchddsp.processors import ProcessorGroup
-from torchddsp.streaming import StreamingRenderer, indexed_noise, render
+from torchddsp.models import Autoencoder
+from torchddsp.models.autoencoder import render_in_blocks
+from torchddsp.processors import (
+    Add,
+    ExpDecayReverb,
+    FilteredNoise,
+    FilteredNoiseReverb,
+    FIRFilter,
+    GlottalSource,
+    Harmonic,
+    Mix,
+    ModDelay,
+    ProcessorGroup,
+    Reverb,
+    Sinusoidal,
+    Wavetable,
+)
 
-N_FRAMES = {"fast": 130, "reverb": 260}  # about a second of each
-REVERB_LENGTH = 3000
+HOP = 64  # 16 kHz at 250 frames/s
+N_FRAMES = 150  # 0.6 s
+ATOL = 1e-5
 
 
-def _audible_noise(model: Autoencoder) -> Autoencoder:
-    # Without the -5 bias of a fresh model the noise is as loud as the harmonics,
-    # so comparing it at atol 1e-5 means something.
-    model.synth.processors["noise"].initial_bias = 0.0
-    return model
+def _frames(channels: int, low: float = -3.0, high: float = 3.0) -> torch.Tensor:
+    return low + (high - low) * torch.rand(2, N_FRAMES, channels)
 
 
-def _fast_model() -> Autoencoder:
-    torch.manual_seed(0)
-    return _audible_noise(Autoencoder(load_config("solo_instrument_fast").model, 16000, 100))
+def _f0() -> torch.Tensor:
+    return 80.0 * 2.0 ** (4.0 * torch.rand(2, N_FRAMES, 1))  # 80 Hz .. 1.3 kHz, jumping
 
 
-def _reverb_model() -> Autoencoder:
-    """Magenta's layout (250 frames/s, trainable reverb), small networks and a short reverb."""
+def _audio() -> torch.Tensor:
+    return torch.randn(2, N_FRAMES * HOP)
+
+
+def _reverb_ir(length: int) -> torch.Tensor:
+    decay = torch.exp(-torch.arange(length) / (0.3 * 16000))
+    return 0.1 * torch.randn(length) * decay
+
+
+def _loud(reverb):
+    """A trainable reverb loud enough that comparing it at 1e-5 means something."""
+    with torch.no_grad():
+        if isinstance(reverb, Reverb):
+            reverb.ir.copy_(_reverb_ir(reverb.reverb_length))
+        elif isinstance(reverb, ExpDecayReverb):
+            reverb.gain.fill_(-1.0)
+            reverb.decay.fill_(1.0)
+    return reverb
+
+
+# name -> (processor, inputs, kinds: "f" frames / "a" audio)
+CASES = {
+    "harmonic": lambda: (Harmonic(16000, 250), [_frames(1), _frames(40), _f0()], "fff"),
+    "filtered_noise_full": lambda: (
+        FilteredNoise(16000, 250, window_size=0, initial_bias=0.0),
+        [_frames(65)],
+        "f",
+    ),
+    "filtered_noise_short": lambda: (
+        FilteredNoise(16000, 250, window_size=31, initial_bias=0.0),
+        [_frames(65)],
+        "f",
+    ),
+    "sinusoidal": lambda: (Sinusoidal(16000, 250), [_frames(6), _frames(6)], "ff"),
+    "wavetable_per_frame": lambda: (
+        Wavetable(16000, 250),
+        [_frames(1), _f0(), _frames(64)],
+        "fff",
+    ),
+    "wavetable_learnable": lambda: (
+        Wavetable(16000, 250, n_wavetable=64),
+        [_frames(1), _f0()],
+        "ff",
+    ),
+    "glottal": lambda: (
+        GlottalSource(16000, 250),
+        [_frames(1), _f0(), _frames(1), _frames(1)],
+        "ffff",
+    ),
+    "reverb_48000": lambda: (_loud(Reverb(48000)), [_audio()], "a"),
+    "reverb_short": lambda: (_loud(Reverb(300)), [_audio()], "a"),
+    "exp_decay_reverb": lambda: (_loud(ExpDecayReverb(8000)), [_audio()], "a"),
+    "filtered_noise_reverb": lambda: (FilteredNoiseReverb(8000, n_frames=20), [_audio()], "a"),
+    "fir_filter": lambda: (
+        FIRFilter(window_size=63, sample_rate=16000, frame_rate=250),
+        [_audio(), _frames(33)],
+        "af",
+    ),
+    "mod_delay": lambda: (
+        ModDelay(sample_rate=16000, frame_rate=250),
+        [_audio(), _frames(1), _frames(1)],
+        "aff",
+    ),
+    "add": lambda: (Add(), [_audio(), _audio()], "aa"),
+    "mix": lambda: (
+        Mix(sample_rate=16000, frame_rate=250),
+        [_audio(), _audio(), _frames(1)],
+        "aaf",
+    ),
+}
+
+
+def _random_splits(n_samples: int, seed: int) -> list[int]:
+    """Block lengths 1..4096 covering n_samples, a few of them empty."""
+    rng = np.random.default_rng(seed)
+    sizes, total = [], 0
+    while total < n_samples:
+        size = 0 if rng.random() < 0.05 else int(rng.integers(1, 4097))
+        sizes.append(min(size, n_samples - total))
+        total += sizes[-1]
+    return sizes
+
+
+def _blocks(inputs, kinds, sizes):
+    """Each block's new audio samples and the frames its samples complete."""
+    start = 0
+    for size in sizes:
+        stop = start + size
+        yield [
+            x[:, start // HOP : stop // HOP] if kind == "f" else x[:, start:stop]
+            for x, kind in zip(inputs, kinds, strict=True)
+        ]
+        start = stop
+
+
+def _stream(processor, inputs, kinds, sizes):
+    state = processor.init_state(inputs[0].shape[0])
+    pieces = []
+    for block in _blocks(inputs, kinds, sizes):
+        out, state = processor.forward_stream(block, state)
+        pieces.append(out)
+    out, _ = processor.forward_stream([x[:, :0] for x in inputs], state, True)
+    return torch.cat([*pieces, out], dim=1)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+@pytest.mark.parametrize("seed", [0, 1])
+def test_every_processor_streams_exactly(single_thread, name, seed):
+    torch.manual_seed(seed)
+    processor, inputs, kinds = CASES[name]()
+    processor.eval()
+    with torch.no_grad():
+        offline = processor(*inputs)
+        streamed = _stream(processor, inputs, kinds, _random_splits(N_FRAMES * HOP, seed))
+    torch.testing.assert_close(streamed, offline, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_every_processor_streams_exactly_when_scripted(single_thread, name):
+    processor, inputs, kinds = CASES[name]()
+    scripted = torch.jit.script(processor.eval())
+    with torch.no_grad():
+        offline = processor(*inputs)
+        streamed = _stream(scripted, inputs, kinds, _random_splits(N_FRAMES * HOP, 7))
+    torch.testing.assert_close(streamed, offline, rtol=0, atol=ATOL)
+
+
+@pytest.mark.parametrize("name", ["harmonic", "filtered_noise_full", "fir_filter", "mod_delay"])
+def test_output_never_lags_more_than_stream_lag(single_thread, name):
+    processor, inputs, kinds = CASES[name]()
+    channels = [x.shape[-1] if kind == "f" else 0 for x, kind in zip(inputs, kinds, strict=True)]
+    lag = processor.stream_lag([0] * len(inputs), channels)
+    state, delivered, emitted = processor.init_state(2), 0, 0
+    with torch.no_grad():
+        for block in _blocks(inputs, kinds, [HOP * 3 + 5] * (N_FRAMES // 4)):
+            out, state = processor.forward_stream(block, state)
+            delivered, emitted = delivered + HOP * 3 + 5, emitted + out.shape[1]
+            assert emitted >= (delivered // HOP) * HOP - lag
+
+
+def test_scipy_is_the_reverb_oracle(single_thread):
+    reverb = _loud(Reverb(3000)).eval()
+    audio = _audio()
+    ir = reverb.ir.detach().double().numpy().copy()
+    ir[0] = 0.0  # the node masks the dry tap and adds the dry signal instead
+    expected = scipy.signal.fftconvolve(audio.double().numpy(), ir[None])[:, : audio.shape[1]]
+    with torch.no_grad():
+        streamed = _stream(reverb, [audio], "a", _random_splits(audio.shape[1], 3))
+    expected = torch.from_numpy(expected) + audio.double()
+    torch.testing.assert_close(streamed.double(), expected, rtol=0, atol=ATOL)
+
+
+# ---- the DAG -------------------------------------------------------------------------------
+
+
+def _dag() -> ProcessorGroup:
+    """Every kind of streaming join: synths lagging differently, a filter, a delay, a mix."""
+    return ProcessorGroup(
+        [
+            {
+                "name": "harmonic",
+                "processor": Harmonic(16000, 250),
+                "inputs": ["amps", "dist", "f0"],
+            },
+            {
+                "name": "noise",
+                "processor": FilteredNoise(16000, 250, window_size=0, initial_bias=0.0),
+                "inputs": ["noise"],
+            },
+            {
+                "name": "fir",
+                "processor": FIRFilter(63, sample_rate=16000, frame_rate=250),
+                "inputs": ["harmonic/signal", "filter"],
+            },
+            {"name": "add", "processor": Add(), "inputs": ["fir/signal", "noise/signal"]},
+            {
+                "name": "chorus",
+                "processor": ModDelay(sample_rate=16000, frame_rate=250),
+                "inputs": ["add/signal", "gain", "phase"],
+            },
+            {
+                "name": "mix",
+                "processor": Mix(sample_rate=16000, frame_rate=250),
+                "inputs": ["chorus/signal", "noise/signal", "mix"],
+            },
+            {"name": "reverb", "processor": _loud(Reverb(5000)), "inputs": ["mix/signal"]},
+        ]
+    )
+
+
+def _dag_inputs() -> dict[str, torch.Tensor]:
+    sizes = {"amps": 1, "dist": 30, "noise": 65, "filter": 33, "gain": 1, "phase": 1, "mix": 1}
+    inputs = {name: _frames(channels) for name, channels in sizes.items()}
+    return {**inputs, "f0": _f0()}
+
+
+def _stream_dag(dag, inputs, sizes, gains=None):
+    state = dag.init_state(2)
+    pieces, start = [], 0
+    for size in sizes:
+        block = {key: x[:, start // HOP : (start + size) // HOP] for key, x in inputs.items()}
+        signals, state = dag.forward_stream(block, state, gains=gains)
+        pieces.append(signals[dag.output])
+        start += size
+    empty = {key: x[:, :0] for key, x in inputs.items()}
+    signals, _ = dag.forward_stream(empty, state, True, gains)
+    return torch.cat([*pieces, signals[dag.output]], dim=1)
+
+
+@pytest.mark.parametrize("scripted", [False, True])
+def test_the_dag_streams_exactly(single_thread, scripted):
+    dag, inputs = _dag().eval(), _dag_inputs()
+    runner = torch.jit.script(dag) if scripted else dag
+    with torch.no_grad():
+        offline = dag(inputs)
+        streamed = _stream_dag(runner, inputs, _random_splits(N_FRAMES * HOP, 11))
+    torch.testing.assert_close(streamed, offline, rtol=0, atol=ATOL)
+
+
+def test_gains_scale_synths_and_the_wet_part_of_effects(single_thread):
+    dag, inputs = _dag().eval(), _dag_inputs()
+    sizes = _random_splits(N_FRAMES * HOP, 5)
+    with torch.no_grad():
+        unity = _stream_dag(dag, inputs, sizes, {"noise": torch.ones(1), "reverb": torch.ones(1)})
+        plain = _stream_dag(dag, inputs, sizes)
+        dry = _stream_dag(dag, inputs, sizes, {"reverb": torch.zeros(1)})
+        outputs = dag.get_outputs(inputs)
+    torch.testing.assert_close(unity, plain, rtol=0, atol=ATOL)
+    torch.testing.assert_close(dry, outputs["mix/signal"], rtol=0, atol=ATOL)
+
+
+def test_dag_lag_is_the_slowest_path():
+    dag = _dag()
+    channels = {"amps": 1, "dist": 30, "noise": 65, "filter": 33, "gain": 1, "phase": 1, "mix": 1}
+    # harmonic (one hop) -> FIR (a frame's last sample, half of 63 taps) -> add -> chorus -> mix
+    assert dag.stream_lag(channels) == HOP + HOP - 1 + 31
+
+
+# ---- the whole model ---------------------------------------------------------------------------
+
+
+def _model(reverb_length: int) -> Autoencoder:
     config = dataclasses.replace(
         load_config("solo_instrument_magenta").model,
         mlp_units=64,
-        mlp_layers=2,
         gru_units=64,
-        reverb_length=REVERB_LENGTH,
+        reverb_length=reverb_length,
     )
     torch.manual_seed(1)
-    model = Autoencoder(config, 16000, 250)
-    # A reverb loud enough to matter, instead of the 1e-6 initialisation.
-    decay = torch.exp(-torch.arange(REVERB_LENGTH) / 600.0)
-    with torch.no_grad():
-        model.synth.processors["reverb"].ir.copy_(0.1 * torch.randn(REVERB_LENGTH) * decay)
-    return _audible_noise(model)
+    model = Autoencoder(config, 16000, 250).eval()
+    model.synth.processors["noise"].initial_bias = 0.0  # as loud as the harmonics
+    if reverb_length:
+        _loud(model.synth.processors["reverb"])
+    return model
 
 
-@pytest.fixture(scope="module")
-def models() -> dict[str, Autoencoder]:
-    return {"fast": _fast_model(), "reverb": _reverb_model()}
-
-
-def _features(n_frames: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """f0 jumping between 80 Hz and 1.3 kHz every frame, loudness -75..-5 dB."""
-    generator = torch.Generator().manual_seed(seed)
-    f0_hz = 80.0 * 2.0 ** (4.0 * torch.rand(n_frames, generator=generator))
-    loudness_db = -75.0 + 70.0 * torch.rand(n_frames, generator=generator)
+def _features(n_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    f0_hz = 80.0 * 2.0 ** (4.0 * torch.rand(1, n_frames, generator=generator))
+    loudness_db = -75.0 + 70.0 * torch.rand(1, n_frames, generator=generator)
     return f0_hz, loudness_db
 
 
-def _stream(model: Autoencoder, f0_hz, loudness_db, sizes, seed: int = 3) -> dict:
-    """Push blocks of the given sizes, then flush; check what each push returns."""
-    renderer = StreamingRenderer(model, seed=seed)
-    pieces, position = [], 0
-    for size in sizes:
-        block = slice(position, position + size)
-        pieces.append(renderer.push(f0_hz[block], loudness_db[block], components=True))
-        position += size
-        n_out = sum(len(piece["audio"]) for piece in pieces)
-        assert n_out == max(0, position - renderer.latency_frames) * model.hop_size
-    pieces.append(renderer.flush(components=True))
-    return {key: torch.cat([piece[key] for piece in pieces]) for key in pieces[0]}
-
-
-def _sizes(n_frames: int, split: str) -> list[int]:
-    if split == "random":
-        rng = np.random.default_rng(n_frames)
-        sizes = rng.integers(0, 30, size=n_frames).tolist()  # zeros: empty pushes
-        cut = int(np.searchsorted(np.cumsum(sizes), n_frames))
-        return [*sizes[:cut], n_frames - sum(sizes[:cut])]
-    size = int(split)
-    return [size] * (n_frames // size) + [n_frames % size]
-
-
-def _close(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5) -> None:
-    torch.testing.assert_close(actual, expected.to(actual.dtype), atol=atol, rtol=0.0)
-
-
-# ---- block splits -------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("split", ["1", "7", "100", "random"])
-@pytest.mark.parametrize("name", ["fast", "reverb"])
-def test_any_block_split_equals_one_call(models, name, split):
-    model, n_frames = models[name], N_FRAMES[name]
-    f0_hz, loudness_db = _features(n_frames)
-    whole = _stream(model, f0_hz, loudness_db, [n_frames])
-    blocks = _stream(model, f0_hz, loudness_db, _sizes(n_frames, split))
-    assert set(blocks) == set(whole) >= {"harmonic", "noise", "audio"}
-    for key, value in whole.items():
-        assert value.shape == (n_frames * model.hop_size,)
-        _close(blocks[key], value)
-
-
-def test_latency_is_one_frame_for_the_shipped_configs(models):
-    # The noise filters (128 taps) reach 64 samples ahead, less than a hop of 160 or 64.
-    assert StreamingRenderer(models["fast"]).latency_frames == 1
-    assert StreamingRenderer(models["reverb"]).latency_frames == 1
-
-
-def test_render_pushes_blocks_and_flushes(models):
-    model = models["reverb"]
-    f0_hz, loudness_db = _features(90, seed=2)
-    audio = render(model, f0_hz, loudness_db, block_frames=16, seed=4)
-    _close(audio, _stream(model, f0_hz, loudness_db, [90], seed=4)["audio"])
-    assert render(model, f0_hz[:0], loudness_db[:0]).shape == (0,)
-
-
-def test_reset_starts_a_new_stream(models):
-    model = models["reverb"]
-    f0_hz, loudness_db = _features(40, seed=5)
-    renderer = StreamingRenderer(model, seed=1)
-    first = torch.cat([renderer.push(f0_hz, loudness_db), renderer.flush()])
-    renderer.reset()
-    pieces = [renderer.push(f0_hz[:11], loudness_db[:11])]
-    pieces += [renderer.push(f0_hz[11:], loudness_db[11:]), renderer.flush()]
-    again = torch.cat(pieces)
-    _close(again, first)
-
-
-# ---- against the offline model --------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["fast", "reverb"])
-def test_components_equal_the_offline_synthesis(models, name):
-    model, n_frames = models[name], N_FRAMES[name]
-    f0_hz, loudness_db = _features(n_frames, seed=1)
+@pytest.mark.parametrize("reverb_length", [0, 48000])
+def test_the_model_streams_exactly_in_random_blocks(single_thread, reverb_length):
+    model = _model(reverb_length)
+    f0_hz, loudness_db = _features(400)
     with torch.no_grad():
-        offline = model({"f0_hz": f0_hz[None], "loudness_db": loudness_db[None]})
-    streamed = render(model, f0_hz, loudness_db, block_frames=23, seed=5, components=True)
-    _close(streamed["harmonic"], offline["harmonic"][0])
-    # The offline noise is torch.rand; filter the renderer's noise the offline way instead.
-    noise = indexed_noise(0, n_frames * model.hop_size, seed=5)[None]
-    window_size = model.synth.processors["noise"].window_size
-    filtered = frequency_filter(noise, offline["noise_magnitudes"], window_size=window_size)
-    _close(streamed["noise"], filtered[0])
-    dry = (offline["harmonic"] + filtered)[0].double().numpy()
-    expected = dry
-    if name == "reverb":
-        ir = model.synth.processors["reverb"].ir.detach().double().numpy().copy()
-        ir[0] = 0.0  # the node masks the dry tap and adds the dry signal instead
-        expected = scipy.signal.fftconvolve(dry, ir)[: len(dry)] + dry
-    _close(streamed["audio"], torch.from_numpy(expected))
-
-
-def test_phase_stays_exact_over_a_minute(models):
-    model, n_frames = models["fast"], 6000  # 60 s
-    f0_hz, loudness_db = torch.full((n_frames,), 440.0), torch.full((n_frames,), -20.0)
-    blocks = render(model, f0_hz, loudness_db, block_frames=37, components=True)
-    whole = render(model, f0_hz, loudness_db, block_frames=n_frames, components=True)
-    _close(blocks["audio"], whole["audio"])  # measured 7e-7
+        offline = model({"f0_hz": f0_hz, "loudness_db": loudness_db})["audio_synth"]
+    state, pieces, start = model.init_state(1), [], 0
     with torch.no_grad():
-        offline = model({"f0_hz": f0_hz[None], "loudness_db": loudness_db[None]})
-    _close(blocks["harmonic"], offline["harmonic"][0])
+        for size in _random_splits(400 * HOP, reverb_length):
+            stop = start + size
+            frames = slice(start // HOP, stop // HOP)
+            signals, state = model.forward_stream(
+                f0_hz[:, frames, None], loudness_db[:, frames, None], state
+            )
+            pieces.append(signals["audio"])
+            start = stop
+        signals, _ = model.forward_stream(f0_hz[:, :0, None], loudness_db[:, :0, None], state, True)
+    streamed = torch.cat([*pieces, signals["audio"]], dim=1)
+    torch.testing.assert_close(streamed, offline, rtol=0, atol=ATOL)
 
 
-# ---- indexed noise --------------------------------------------------------------------------
+def test_phase_stays_exact_over_a_minute(single_thread):
+    model = _model(0)
+    n_frames = 15000  # 60 s at 250 frames/s
+    f0_hz, loudness_db = torch.full((1, n_frames), 440.0), torch.full((1, n_frames), -20.0)
+    blocks = render_in_blocks(model, f0_hz, loudness_db, block_frames=37)
+    whole = render_in_blocks(model, f0_hz, loudness_db, block_frames=n_frames)
+    torch.testing.assert_close(blocks, whole, rtol=0, atol=ATOL)
 
 
-def _splitmix_reference(index: int, seed: int) -> float:
-    """Sample ``index`` of indexed_noise, in exact integer arithmetic."""
-    mask = (1 << 64) - 1
-
-    def mix(z: int) -> int:
-        z &= mask
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        return z ^ (z >> 31)
-
-    word = mix(mix(seed) + (index + 1) * 0x9E3779B97F4A7C15)
-    return (word >> 40) * 2.0**-23 - 1.0
-
-
-def test_indexed_noise_is_splitmix64_of_the_sample_index():
-    for start, seed in [(0, 0), (12345, 7), (10**12, 2**40 + 3), (5, -1)]:
-        expected = [_splitmix_reference(start + i, seed) for i in range(4)]
-        actual = indexed_noise(start, 4, seed=seed, dtype=torch.float64)
-        assert actual.tolist() == expected
-
-
-def test_indexed_noise_is_the_same_for_any_block_split():
-    whole = indexed_noise(0, 20000, seed=3)
-    bounds = np.sort(np.random.default_rng(1).integers(0, 20000, size=12)).tolist()
-    edges = [0, *bounds, 20000]
-    blocks = [indexed_noise(a, b - a, seed=3) for a, b in zip(edges[:-1], edges[1:], strict=True)]
-    assert torch.equal(torch.cat(blocks), whole)
-    assert torch.equal(indexed_noise(0, 20000, seed=3, dtype=torch.float64).float(), whole)
-
-
-def test_indexed_noise_is_uniform_white_noise():
-    noise = indexed_noise(0, 1_000_000, seed=0, dtype=torch.float64)
-    assert noise.min() >= -1.0 and noise.max() < 1.0
-    assert abs(noise.mean().item()) < 3e-3  # standard error 6e-4
-    assert abs(noise.var().item() - 1.0 / 3.0) < 3e-3  # standard error 3e-4
-    lag_one = torch.corrcoef(torch.stack([noise[:-1], noise[1:]]))[0, 1].item()
-    assert abs(lag_one) < 5e-3  # standard error 1e-3
-    other = indexed_noise(0, 1_000_000, seed=1, dtype=torch.float64)
-    assert abs(torch.corrcoef(torch.stack([noise, other]))[0, 1].item()) < 5e-3
-
-
-def test_indexed_noise_rejects_negative_positions():
-    with pytest.raises(ValueError, match="start=-1"):
-        indexed_noise(-1, 10)
-
-
-# ---- errors ---------------------------------------------------------------------------------
-
-
-def test_a_model_with_a_z_encoder_is_refused():
+def test_a_model_with_a_z_encoder_does_not_stream():
     config = dataclasses.replace(
         load_config("solo_instrument_fast").model,
         z_dims=4,
@@ -226,41 +348,24 @@ def test_a_model_with_a_z_encoder_is_refused():
         encoder_gru_units=16,
     )
     with pytest.raises(ValueError, match=r"without a z encoder.*found z_dims=4"):
-        StreamingRenderer(Autoencoder(config, 16000, 100))
+        Autoencoder(config, 16000, 100).init_state(1)
 
 
-@pytest.mark.parametrize(
-    ("f0_hz", "loudness_db", "message"),
-    [
-        (torch.zeros(1, 5), torch.zeros(5), r"f0_hz must have shape \[n_frames\], found.*\(1, 5\)"),
-        (torch.zeros(5), torch.zeros(5, 1), r"loudness_db must have shape .*found shape \(5, 1\)"),
-        (torch.zeros(5), torch.zeros(4), r"same number of frames, found shapes \(5,\) and \(4,\)"),
-        (np.zeros(5), torch.zeros(5), r"f0_hz must be a torch.Tensor .*found ndarray"),
-        (torch.zeros(5, dtype=torch.int64), torch.zeros(5), r"found dtype torch.int64"),
-    ],
-)
-def test_bad_frames_raise_naming_what_was_found(models, f0_hz, loudness_db, message):
-    with pytest.raises(ValueError, match=message):
-        StreamingRenderer(models["fast"]).push(f0_hz, loudness_db)
-    with pytest.raises(ValueError, match=message):
-        render(models["fast"], f0_hz, loudness_db)
+def test_a_node_reading_controls_does_not_stream():
+    dag = ProcessorGroup(
+        [
+            {"name": "harmonic", "processor": Harmonic(), "inputs": ["amps", "dist", "f0"]},
+            {
+                "name": "add",
+                "processor": Add(),
+                "inputs": ["harmonic/signal", "harmonic/controls/f0_hz"],
+            },
+        ]
+    )
+    with pytest.raises(ValueError, match=r"node 'add' \(Add\): streaming takes plain inputs"):
+        dag.init_state(1)
 
 
-def test_unsupported_nodes_and_misuse_raise(models):
-    model = _fast_model()
-    dag = synthesis_config(model.config, 16000, 100)
-    dag["nodes"][2] = {
-        "name": "mix",
-        "processor": "Mix",
-        "inputs": ["harmonic/signal", "noise/signal", "amplitudes"],
-    }
-    dag["output"] = "mix/signal"
-    model.synth = ProcessorGroup.from_config(dag)
-    with pytest.raises(ValueError, match=r"node 'mix' \(Mix\): streaming supports .*found Mix"):
-        StreamingRenderer(model)
-    renderer = StreamingRenderer(models["fast"])
-    renderer.flush()
-    with pytest.raises(ValueError, match="call reset"):
-        renderer.push(torch.zeros(3), torch.zeros(3))
+def test_render_in_blocks_checks_the_block_size():
     with pytest.raises(ValueError, match="block_frames must be a positive integer, found 0"):
-        render(models["fast"], torch.zeros(3), torch.zeros(3), block_frames=0)
+        render_in_blocks(_model(0), torch.zeros(1, 3), torch.zeros(1, 3), block_frames=0)

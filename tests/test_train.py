@@ -15,8 +15,13 @@ from torchddsp.config import load_config
 from torchddsp.data.dataset import DDSPDataset
 from torchddsp.data.prepare import prepare_dataset
 from torchddsp.errors import UserError
-from torchddsp.train import load_checkpoint, train
-from torchddsp.train.checkpoint import CHECKPOINT_DIR, checkpoint_path, list_checkpoints
+from torchddsp.models.saved import (
+    CHECKPOINT_DIR,
+    checkpoint_path,
+    list_checkpoints,
+    load_checkpoint,
+)
+from torchddsp.train import train
 from torchddsp.train.trainer import amp_dtype
 
 SAMPLE_RATE = 16000
@@ -124,7 +129,7 @@ def test_corrupt_newest_checkpoint_falls_back_with_a_warning(short_run, dataset,
     _, _, metadata = load_checkpoint(run_dir)
     assert metadata["step"] == 2
     warning = capsys.readouterr().err.strip().splitlines()
-    assert len(warning) == 1 and "step_00000004.pt is unreadable" in warning[0]
+    assert len(warning) == 1 and "step_00000004.pt is not a readable torchddsp model" in warning[0]
     newest.write_bytes(b"garbage" * 100)
     resumed = train(_config(dataset, run_dir, "train.steps=4", *QUIET))
     assert "falling back" in capsys.readouterr().err

@@ -12,17 +12,10 @@ from torchddsp.cli import main
 from torchddsp.config import config_to_dict, load_config
 from torchddsp.data.audio import load_audio
 from torchddsp.errors import UserError
-from torchddsp.models import Autoencoder
-from torchddsp.train.checkpoint import FORMAT, VERSION, load_checkpoint
-from torchddsp.transfer import (
-    available_models,
-    example_input,
-    load_transfer_model,
-    output_f0_error,
-    pretrained_dir,
-    transfer,
-    transfer_file,
-)
+from torchddsp.models import Autoencoder, available_models, example_input, load_model
+from torchddsp.models.saved import FORMAT, VERSION, load_checkpoint
+from torchddsp.models.trained import pretrained_dir
+from torchddsp.transfer import output_f0_error, transfer, transfer_file
 
 BUNDLED = ("violin", "flute", "trumpet", "tenor_sax")
 RATE = 16000
@@ -49,7 +42,7 @@ def model_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def loaded(model_path):
-    return load_transfer_model(model_path)
+    return load_model(model_path)
 
 
 def _melody(seconds, rate=RATE, channels=1):
@@ -105,8 +98,8 @@ def test_ten_minutes_in_bounded_memory(model_path, tmp_path):
     sf.write(source, np.tile(_melody(10.0), (60, 1)), RATE)
     script = (
         "import sys, json, resource\n"
-        "from torchddsp.transfer import load_transfer_model, transfer_file\n"
-        "r = transfer_file(sys.argv[1], load_transfer_model(sys.argv[2]), sys.argv[3])\n"
+        "from torchddsp.models import load_model\nfrom torchddsp.transfer import transfer_file\n"
+        "r = transfer_file(sys.argv[1], load_model(sys.argv[2]), sys.argv[3])\n"
         "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
         "print(json.dumps({'samples': len(r.audio), 'peak_mib': peak}))\n"
     )
@@ -150,7 +143,7 @@ def test_bundled_models_load_and_have_cards(name):
 
 @pytest.mark.parametrize("name", BUNDLED)
 def test_bundled_model_plays_the_example_melody_in_tune(name):
-    loaded = load_transfer_model(name)
+    loaded = load_model(name)
     audio, _ = load_audio(example_input(), sample_rate=loaded.sample_rate)
     error = output_f0_error(transfer(audio, loaded), loaded)
     assert error["note_frames"] > 500  # of 1200 frames, 12 s at 100 Hz
@@ -174,4 +167,4 @@ def test_models_command_lists_bundled_and_user_models(model_path, monkeypatch, t
     listing = capsys.readouterr().out
     assert "mine" in listing and "user" in listing
     assert all(name in listing for name in BUNDLED)
-    assert load_transfer_model("mine").name == "mine"
+    assert load_model("mine").name == "mine"

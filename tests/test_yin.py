@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from torchddsp.pitch import (
-    YinStream,
     cumulative_mean_normalized_difference,
     default_frame_size,
     difference_function,
     yin,
 )
+from torchddsp.pitch.yin import Yin
 
 from conftest import assert_batched_equals_looped
 
@@ -248,6 +248,23 @@ def test_chunking_over_frames_does_not_change_the_result(monkeypatch):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def stream_in_random_blocks(stream, audio: torch.Tensor, rng, max_block: int, latency: int):
+    """``stream``'s frames for ``audio`` fed in random blocks (0 to max_block samples), then
+    flushed; checks that each frame comes out as soon as its last sample is in."""
+    state = stream.init_state(audio.shape[0])
+    pieces, position = [], 0
+    while position < audio.shape[-1]:
+        block = audio[:, position : position + int(rng.integers(0, max_block))]
+        position += block.shape[-1]
+        f0, confidence, state = stream.forward_stream(block, state)
+        pieces.append((f0, confidence))
+        # Frame i is out as soon as i * hop + latency samples are in, and not before.
+        n_out = sum(p[0].shape[-1] for p in pieces)
+        assert n_out == max(0, (position - latency) // stream.hop_size + 1)
+    pieces.append(stream.flush(state))
+    return tuple(torch.cat(parts, dim=-1) for parts in zip(*pieces, strict=True))
+
+
 @pytest.mark.parametrize(
     ("sample_rate", "hop_size"), [(16000, 160), (16000, 1024), (44100, 441), (22050, 64)]
 )
@@ -259,19 +276,10 @@ def test_streaming_in_random_blocks_equals_offline(sample_rate, hop_size):
         rng.standard_normal(n_samples),
     )
     offline = yin(audio, sample_rate, hop_size)
-    stream = YinStream(sample_rate, hop_size)
-    state = stream.init_state(2)
-    pieces, position = [], 0
-    while position < n_samples:
-        block = audio[:, position : position + int(rng.integers(0, 2 * stream.frame_size))]
-        position += block.shape[-1]
-        f0, confidence, state = stream.forward_stream(block, state)
-        pieces.append((f0, confidence))
-        # Frame i is out as soon as i * hop + latency samples are in, and not before.
-        n_out = sum(p[0].shape[-1] for p in pieces)
-        assert n_out == max(0, (position - stream.latency_samples) // hop_size + 1)
-    pieces.append(stream.flush(state))
-    f0, confidence = (torch.cat(parts, dim=-1) for parts in zip(*pieces, strict=True))
+    stream = Yin(sample_rate, hop_size)
+    f0, confidence = stream_in_random_blocks(
+        stream, audio, rng, 2 * stream.frame_size, stream.latency_samples
+    )
     # The FFT rounds differently for other batch shapes; on the flat valleys of
     # noise frames that moves the fitted lag by up to ~1e-4 (0.2 cent).
     torch.testing.assert_close(f0, offline[0], rtol=2e-4, atol=0.0)
@@ -279,8 +287,27 @@ def test_streaming_in_random_blocks_equals_offline(sample_rate, hop_size):
 
 
 def test_stream_latency_is_half_a_frame_or_a_hop():
-    assert YinStream(16000, 160).latency_samples == default_frame_size(16000) // 2
-    assert YinStream(16000, 2048).latency_samples == 2048
+    assert Yin(16000, 160).latency_samples == default_frame_size(16000) // 2
+    assert Yin(16000, 2048).latency_samples == 2048
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_scripted_equals_eager_offline_and_streaming():
+    """What a TorchScript export of a live model runs is what the tests above check."""
+    rng = np.random.default_rng(5)
+    audio = as_audio(sawtooth(150.0, 16000, 6000), rng.standard_normal(6000))
+    eager = Yin(16000, 160, f0_min_hz=65.0)
+    scripted = torch.jit.script(eager)
+    for a, b in zip(scripted(audio), eager(audio), strict=True):
+        torch.testing.assert_close(a, b, rtol=0.0, atol=0.0)
+    # A scripted module's properties are methods to TorchScript, not Python attributes.
+    latency = eager.latency_samples
+    streamed = [
+        stream_in_random_blocks(stream, audio, np.random.default_rng(6), 900, latency)
+        for stream in (scripted, eager)
+    ]
+    for a, b in zip(*streamed, strict=True):
+        torch.testing.assert_close(a, b, rtol=0.0, atol=0.0)
 
 
 # ---- errors ---------------------------------------------------------------------------------
@@ -317,14 +344,17 @@ def test_bad_arguments_raise_naming_what_was_found(audio, kwargs, message):
 
 
 def test_bad_stream_state_raises_naming_what_was_found():
-    stream = YinStream(16000, 160)
+    stream = Yin(16000, 160)
     state = stream.init_state(2)
     with pytest.raises(
-        ValueError, match=r"state must have shape \[batch=3, >= 401\].*found \(2, 401\)"
+        ValueError,
+        match=r"state\['buffer'\] must have shape \[batch=3, >= 401\].*found \(2, 401\)",
     ):
         stream.forward_stream(torch.zeros(3, 100), state)
     with pytest.raises(ValueError, match=r"found \(2, 10\)"):
-        stream.flush(state[:, :10])
+        stream.flush({"buffer": state["buffer"][:, :10]})
+    with pytest.raises(ValueError, match=r"state must be the dict from init_state, found Tensor"):
+        stream.flush(state["buffer"])
     with pytest.raises(ValueError, match=r"audio_block must have shape.*found shape \(100,\)"):
         stream.forward_stream(torch.zeros(100), state)
     with pytest.raises(ValueError, match=r"batch_size must be a positive integer, found 0"):

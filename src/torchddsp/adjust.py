@@ -1,11 +1,13 @@
-"""Adjusting an input's f0 and loudness to a model before timbre transfer.
+"""Adjusting an input's f0 and loudness to a model before timbre transfer, offline and live.
 
-The semantics of DDSP's timbre-transfer demo, on frame-rate numpy arrays:
+The semantics of DDSP's timbre-transfer demo, as one torch module
+(:class:`Adjuster`, TorchScript-compatible) that offline transfer and the
+exported live model both run:
 
 0. Pitch repair (not in the demo): a frame the tracker is unsure of whose f0
-   is 2, 3, 1/2 or 1/3 times the pitch of the nearest sure frame before or
-   after it (within a semitone) takes that pitch: overlapping notes in
-   a voice or a reverberant room make trackers report such harmonics.
+   is 2, 3, 1/2 or 1/3 times the pitch of the nearest sure frame (within a
+   semitone) takes that pitch: overlapping notes in a voice or a reverberant
+   room make trackers report such harmonics.
 1. Note detection: a frame is "on" when its smoothed ``confidence ** 2``
    times its loudness above -120 dB reaches ``note_threshold`` times the
    level of a frame of mean loudness at confidence 0.7.
@@ -16,44 +18,66 @@ The semantics of DDSP's timbre-transfer demo, on frame-rate numpy arrays:
    up to ``quiet`` dB.
 3. Autotune: pull f0 toward the nearest note of the detected major key, or of
    the chromatic scale, by ``amount`` (0: unchanged, 1: on the note), after
-   detecting how far the whole input is tuned from A440.
-4. Manual shifts: ``pitch_shift`` semitones and ``loudness_shift`` dB.
+   detecting how far the input is tuned from A440.
+4. Manual shifts: ``octave_shift``, ``pitch_shift`` semitones and
+   ``loudness_shift`` dB; f0 stays below MIDI 110.
+
+What the input is like (mean loudness, its notes' mean pitch, loudness
+distribution, tuning and key) is kept as running sums of the note frames.
+Offline they sum the whole input before any frame is adjusted, so every frame
+sees the same statistics; live they sum the frames so far, forgetting with a
+``horizon_seconds`` time constant, starting from a prior of the training data
+(so auto-adjust starts as the identity), and the register changes only between
+notes (with a little hysteresis). Offline smoothing and repair look both ways;
+live they look back only.
 
 Differences from the demo, chosen on purpose: the octave shift rounds to the
-nearest register (the demo rounds shifts under 1.5 octaves up, so an input
-four semitones below the target went up an octave); smoothing is 160 ms at any
-frame rate (the demo's 40 frames at 250 Hz) and averages only existing frames
-at the ends of the input (the demo's zero padding fades them); frames outside notes are never
-made louder; the major-scale mode uses the detected tuning offset too.
+nearest register (the demo rounds shifts under 1.5 octaves up); smoothing is
+160 ms at any frame rate and averages only existing frames at the ends of the
+input; frames outside notes are never made louder; the tuning offset is the
+circular mean of the note frames' pitch (the demo searches a cost with a note
+change term), and the major key is the one holding the most note frames, both
+with the tuning offset applied.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
-from .functional import core
+from .functional.core import PITCH_CLASSES, hz_to_midi, midi_to_hz
 
 MAX_MIDI = 110.0  # f0 is clipped below this note after shifting
 SMOOTHING_SECONDS = 0.16
 MIN_DB = -120.0
 REFERENCE_CONFIDENCE = 0.7
-CONFIDENCE_EXPONENT = 2.0
-SURE_CONFIDENCE = 0.85  # frames at or above it are trusted by repair_harmonic_errors
-HARMONIC_FACTORS = (2.0, 3.0, 1 / 2, 1 / 3)
-MAJOR_STEPS = np.array([0, 2, 4, 5, 7, 9, 11])
-KEYS = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")
+SURE_CONFIDENCE = 0.85  # frames at or above it are trusted by the harmonic repair
+HISTOGRAM_DB = (-120.0, 40.0, 0.1)  # note loudness histogram: low, high, bin width
+PITCH_CLASS_BINS = 120  # 10-cent bins of the pitch class, for key detection
+MAJOR_STEPS = (0, 2, 4, 5, 7, 9, 11)
 AUTOTUNE_MODES = ("major", "chromatic")
+# Live settings and the range each accepts (the command line and the exported model alike).
+LIMITS = {
+    "pitch_shift": (-24.0, 24.0),
+    "octave_shift": (-4.0, 4.0),
+    "loudness_shift": (-60.0, 60.0),
+    "autotune": (0.0, 1.0),
+    "quiet": (0.0, 60.0),
+    "note_threshold": (0.0, 10.0),
+}
 
 
 @dataclass
 class Adjustments:
-    """What :func:`adjust_features` does; defaults are the demo's."""
+    """What :class:`Adjuster` does; defaults are the demo's."""
 
     auto_adjust: bool = True
-    pitch_shift: float = 0.0  # semitones after auto-adjust; 12 is an octave
+    octave_shift: int = 0  # octaves after auto-adjust
+    pitch_shift: float = 0.0  # semitones after auto-adjust
     loudness_shift: float = 0.0  # dB after auto-adjust
     autotune: float = 0.0  # 0 (off) .. 1 (exactly on the notes)
     autotune_mode: str = "major"
@@ -61,21 +85,21 @@ class Adjustments:
     note_threshold: float = 1.0
 
     def __post_init__(self):
-        if not 0.0 <= self.autotune <= 1.0:
-            raise ValueError(f"autotune must be within [0, 1], found {self.autotune}")
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ValueError(f"{name} must be within [{low:g}, {high:g}], found {value}")
+        if self.octave_shift != int(self.octave_shift):
+            raise ValueError(f"octave_shift must be a whole number, found {self.octave_shift}")
         if self.autotune_mode not in AUTOTUNE_MODES:
             raise ValueError(
                 f"autotune_mode must be one of {AUTOTUNE_MODES}, found {self.autotune_mode!r}"
             )
-        if self.quiet < 0:
-            raise ValueError(f"quiet must be >= 0 dB, found {self.quiet}")
-        if self.note_threshold < 0:
-            raise ValueError(f"note_threshold must be >= 0, found {self.note_threshold}")
 
 
 @dataclass
 class AdjustmentReport:
-    """What :func:`adjust_features` found and did, for people."""
+    """What offline adjustment found and did, for people."""
 
     note_fraction: float = 0.0
     octave_shift: int = 0
@@ -84,195 +108,461 @@ class AdjustmentReport:
     notes: list[str] = field(default_factory=list)
 
 
-def hz_to_midi(f0_hz: np.ndarray) -> np.ndarray:
-    """:func:`torchddsp.functional.core.hz_to_midi` on numpy arrays (0 Hz and below: 1 mHz)."""
-    return core.hz_to_midi(torch.from_numpy(np.maximum(f0_hz, 1e-3))).numpy()
+class Adjuster(nn.Module):
+    """The adjustments for one model: its dataset statistics and the live settings.
 
-
-def midi_to_hz(midi: np.ndarray) -> np.ndarray:
-    """:func:`torchddsp.functional.core.midi_to_hz` on numpy arrays."""
-    return core.midi_to_hz(torch.as_tensor(np.asarray(midi, dtype=np.float64))).numpy()
-
-
-def detect_notes(
-    loudness_db: np.ndarray,
-    f0_confidence: np.ndarray,
-    frame_rate: float,
-    note_threshold: float = 1.0,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Frames inside notes, and each frame's ratio to the note threshold.
-
-    Shape: loudness_db, f0_confidence [n_frames] -> (mask_on bool, ratio) [n_frames].
+    ``statistics`` is a :class:`~torchddsp.models.DatasetStatistics` or None
+    (then auto-adjust does nothing). The settings are plain attributes, so a
+    live host may change them between blocks.
     """
-    width = max(1, round(SMOOTHING_SECONDS * frame_rate))
-    box = np.ones(width)
-    # Averaged over the frames that exist, so the first and last notes are not faded.
-    confidence = np.convolve(f0_confidence**CONFIDENCE_EXPONENT, box, "same")
-    confidence /= np.convolve(np.ones_like(f0_confidence, dtype=float), box, "same")
-    level = confidence * (loudness_db - MIN_DB)
-    reference = (np.mean(loudness_db) - MIN_DB) * REFERENCE_CONFIDENCE**CONFIDENCE_EXPONENT
-    ratio = level / max(reference, 1e-9)
-    return ratio >= note_threshold, ratio
+
+    def __init__(
+        self,
+        frame_rate: float,
+        statistics=None,
+        settings: Adjustments | None = None,
+        horizon_seconds: float = 20.0,
+        prior_seconds: float = 1.0,
+    ):
+        super().__init__()
+        settings = settings or Adjustments()
+        # The module-level constants, as attributes TorchScript can read.
+        self.sure_confidence = SURE_CONFIDENCE
+        self.min_db = MIN_DB
+        self.reference_confidence = REFERENCE_CONFIDENCE
+        self.max_midi = MAX_MIDI
+        self.pitch_class_bins = PITCH_CLASS_BINS
+        self.major_steps = list(MAJOR_STEPS)
+        self.frame_rate = float(frame_rate)
+        self.smoothing_frames = max(1, round(SMOOTHING_SECONDS * frame_rate))
+        self.forget = 1.0 / max(1.0, horizon_seconds * frame_rate)
+        self.prior_frames = prior_seconds * frame_rate
+        self.has_statistics = statistics is not None
+        levels = statistics.loudness_quantile_levels if statistics else (0.0, 1.0)
+        quantiles = statistics.loudness_quantiles if statistics else (self.min_db, 0.0)
+        self.register_buffer("target_levels", torch.tensor(levels, dtype=torch.float64))
+        self.register_buffer("target_quantiles", torch.tensor(quantiles, dtype=torch.float64))
+        self.target_pitch = float(statistics.mean_pitch) if statistics else 0.0
+        self.auto_adjust = settings.auto_adjust
+        self.octave_shift = float(settings.octave_shift)
+        self.pitch_shift = float(settings.pitch_shift)
+        self.loudness_shift = float(settings.loudness_shift)
+        self.autotune = float(settings.autotune)
+        self.chromatic = settings.autotune_mode == "chromatic"
+        self.quiet = float(settings.quiet)
+        self.note_threshold = float(settings.note_threshold)
+        low, high, width = HISTOGRAM_DB
+        self.register_buffer("bin_edges", torch.arange(low, high + width / 2, width).double())
+
+    # ---- running statistics of the input ---------------------------------------------------
+    def empty_statistics(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """Sums over no frames. Shape: -> each [batch, ...] float64."""
+        zeros = torch.zeros(batch_size, 1, dtype=torch.float64, device=self.bin_edges.device)
+        return {
+            "frames": zeros,
+            "loudness_sum": zeros,
+            "notes": zeros,
+            "pitch_sum": zeros,
+            "histogram": zeros.new_zeros(batch_size, self.bin_edges.shape[0] - 1),
+            "tuning": zeros.new_zeros(batch_size, 2),
+            "pitch_classes": zeros.new_zeros(batch_size, self.pitch_class_bins),
+        }
+
+    def prior_statistics(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """Sums as if ``prior_seconds`` of the training data's notes had been heard.
+
+        Auto-adjust then starts as the identity; the input's own frames take
+        over as they come. Shape: -> each [batch, ...] float64.
+        """
+        sums = self.empty_statistics(batch_size)
+        if not self.has_statistics:
+            return sums
+        weight = self.prior_frames
+        centres = 0.5 * (self.bin_edges[1:] + self.bin_edges[:-1])
+        levels = _interpolate(centres[None], self.target_quantiles, self.target_levels[None])[0]
+        mass = torch.diff(F.pad(levels, (1, 0)))
+        loudness = float((mass * centres).sum() / mass.sum().clamp_min(1e-12))
+        sums["frames"] = sums["frames"] + weight
+        sums["loudness_sum"] = sums["loudness_sum"] + weight * loudness
+        sums["notes"] = sums["notes"] + weight
+        sums["pitch_sum"] = sums["pitch_sum"] + weight * self.target_pitch
+        sums["histogram"] = sums["histogram"] + weight * mass / mass.sum().clamp_min(1e-12)
+        return sums
+
+    def accumulate_frames(
+        self, sums: dict[str, torch.Tensor], loudness: torch.Tensor, forget: float
+    ) -> dict[str, torch.Tensor]:
+        """Sums over every frame (for the mean loudness), after new frames.
+
+        Each frame first multiplies the sums by ``1 - forget``.
+        Shape: loudness [batch, n_frames] -> sums.
+        """
+        keep, old = _forgetting(loudness.shape[1], forget, loudness.device)
+        sums = {name: value for name, value in sums.items()}
+        sums["frames"] = old * sums["frames"] + keep.sum().expand_as(sums["frames"])
+        sums["loudness_sum"] = old * sums["loudness_sum"] + (keep * loudness.double()).sum(
+            1, keepdim=True
+        )
+        return sums
+
+    def accumulate_notes(
+        self,
+        sums: dict[str, torch.Tensor],
+        midi: torch.Tensor,
+        confidence: torch.Tensor,
+        loudness: torch.Tensor,
+        notes: torch.Tensor,
+        forget: float,
+    ) -> dict[str, torch.Tensor]:
+        """Sums over the note frames (pitch, loudness histogram, tuning, pitch classes).
+
+        Shape: midi, confidence, loudness, notes (bool) [batch, n_frames] -> sums.
+        """
+        keep, old = _forgetting(midi.shape[1], forget, midi.device)
+        on = notes.double() * keep
+        weight = confidence.double() * on
+        midi = midi.double()
+        edges = self.bin_edges
+        bins = torch.bucketize(loudness.double().clamp(edges[0], edges[-1] - 1e-6), edges) - 1
+        angle = 2.0 * math.pi * midi
+        classes = (torch.remainder(midi, 12.0) * (self.pitch_class_bins / 12.0)).long()
+        tuning = torch.stack([(weight * angle.cos()).sum(1), (weight * angle.sin()).sum(1)], 1)
+        sums = {name: value for name, value in sums.items()}
+        sums["notes"] = old * sums["notes"] + on.sum(1, keepdim=True)
+        sums["pitch_sum"] = old * sums["pitch_sum"] + (on * midi).sum(1, keepdim=True)
+        sums["histogram"] = (old * sums["histogram"]).scatter_add(1, bins.clamp_min(0), on)
+        sums["tuning"] = old * sums["tuning"] + tuning
+        sums["pitch_classes"] = (old * sums["pitch_classes"]).scatter_add(
+            1, classes.clamp(0, self.pitch_class_bins - 1), weight
+        )
+        return sums
+
+    # ---- the adjustments --------------------------------------------------------------------
+    def note_ratio(
+        self,
+        smoothed_power: torch.Tensor,
+        loudness: torch.Tensor,
+        sums: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """Each frame's level over the note threshold's level (a note at >= note_threshold).
+
+        ``smoothed_power`` is the frame's smoothed ``confidence ** 2``.
+        Shape: [batch, n_frames] -> [batch, n_frames].
+        """
+        mean = sums["loudness_sum"] / sums["frames"].clamp_min(1e-12)
+        reference = (mean - self.min_db) * self.reference_confidence**2
+        level = smoothed_power * (loudness.double() - self.min_db)
+        return level / reference.clamp_min(1e-9)
+
+    def tuning_offset(self, sums: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The note frames' tuning relative to A440, in semitones within [-0.5, 0.5].
+
+        Shape: -> [batch, 1].
+        """
+        tuning = sums["tuning"]
+        return (torch.atan2(tuning[:, 1:], tuning[:, :1]) / (2.0 * math.pi)).nan_to_num(0.0)
+
+    def major_key(self, sums: dict[str, torch.Tensor], offset: torch.Tensor) -> torch.Tensor:
+        """Tonic (0 = C) of the major scale, shifted by ``offset``, holding the most notes.
+
+        Shape: offset [batch, 1] -> [batch] int64.
+        """
+        centres = (torch.arange(self.pitch_class_bins, device=offset.device) + 0.5) * (
+            12.0 / self.pitch_class_bins
+        )
+        semitone = torch.remainder(torch.round(centres[None] - offset), 12.0).long()
+        chroma = torch.zeros_like(sums["pitch_classes"][:, :12]).scatter_add(
+            1, semitone, sums["pitch_classes"]
+        )
+        steps = torch.tensor(self.major_steps, device=offset.device)
+        tonics = torch.arange(12, device=offset.device)
+        in_scale = (tonics[:, None] + steps[None]) % 12  # [12 keys, 7]
+        scores = chroma[:, in_scale].sum(-1)
+        return scores.argmax(-1)
+
+    def autotune_pitch(
+        self, midi: torch.Tensor, offset: torch.Tensor, key: torch.Tensor
+    ) -> torch.Tensor:
+        """f0 pulled toward the nearest note of the scale by ``autotune``.
+
+        Shape: midi [batch, n_frames], offset [batch, 1], key [batch] -> [batch, n_frames].
+        """
+        if self.chromatic:
+            target = torch.round(midi - offset) + offset
+        else:
+            octaves = torch.arange(-1, 11, dtype=midi.dtype, device=midi.device) * 12.0
+            steps = torch.tensor(self.major_steps, dtype=midi.dtype, device=midi.device)
+            scale = (octaves[:, None] + steps[None]).flatten()  # [84]
+            notes = scale[None] + key[:, None].to(midi.dtype) + offset  # [batch, 84]
+            upper = torch.searchsorted(notes, midi).clamp(1, notes.shape[1] - 1)
+            below, above = notes.gather(1, upper - 1), notes.gather(1, upper)
+            target = torch.where(midi - below <= above - midi, below, above)
+        return midi + self.autotune * (target - midi)
+
+    def map_loudness(self, loudness: torch.Tensor, sums: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Loudness through the input notes' distribution onto the training data's quantiles.
+
+        Shape: [batch, n_frames] -> [batch, n_frames].
+        """
+        histogram = sums["histogram"]
+        cdf = F.pad(histogram.cumsum(1), (1, 0)) / histogram.sum(1, keepdim=True).clamp_min(1e-12)
+        levels = _interpolate(loudness.double(), self.bin_edges, cdf)
+        targets = self.target_quantiles.expand(levels.shape[0], -1)
+        return _interpolate(levels, self.target_levels, targets)
+
+    def apply(
+        self,
+        f0_hz: torch.Tensor,
+        loudness: torch.Tensor,
+        ratio: torch.Tensor,
+        sums: dict[str, torch.Tensor],
+        octave: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Steps 2 to 4 for frames whose note ratio and input statistics are known.
+
+        ``octave`` is the register shift auto-adjust applies.
+        Shape: [batch, n_frames] (octave [batch, 1]) -> f0_hz, loudness_db [batch, n_frames].
+        """
+        midi = hz_to_midi(f0_hz.double())
+        loudness = loudness.double()
+        notes = ratio >= self.note_threshold
+        if self.auto_adjust and self.has_statistics:
+            midi = midi + 12.0 * octave
+            mapped = self.map_loudness(loudness, sums)
+            below = (1.0 - ratio).clamp(0.0, 1.0)
+            quieter = self.quiet * torch.where(notes, torch.zeros_like(below), below)
+            has_notes = sums["notes"] > 0.0
+            loudness = torch.where(has_notes, mapped - quieter, loudness)
+        if self.autotune > 0.0:
+            offset = self.tuning_offset(sums)
+            midi = self.autotune_pitch(midi, offset, self.major_key(sums, offset))
+        midi = (midi + self.pitch_shift + 12.0 * self.octave_shift).clamp_max(self.max_midi)
+        return midi_to_hz(midi).to(f0_hz.dtype), (loudness + self.loudness_shift).to(f0_hz.dtype)
+
+    def register_fraction(self, sums: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Octaves from the input notes' mean pitch to the training data's. Shape: -> [batch, 1]."""
+        mean = sums["pitch_sum"] / sums["notes"].clamp_min(1e-12)
+        return (self.target_pitch - mean) / 12.0
+
+    def register(self, sums: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Whole octaves that bring the input notes' mean pitch nearest to the training data's.
+
+        Shape: -> [batch, 1].
+        """
+        return torch.round(self.register_fraction(sums))
+
+    # ---- offline: the whole input at once ---------------------------------------------------
+    @torch.jit.unused
+    def adjust(
+        self, f0_hz: torch.Tensor, confidence: torch.Tensor, loudness_db: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, AdjustmentReport]:
+        """Adjust a whole input, its statistics summed over all of it first.
+
+        Shape: [n_frames] each -> (f0_hz, loudness_db, notes (bool), report).
+        """
+        f0_hz, confidence, loudness_db = (x[None] for x in (f0_hz, confidence, loudness_db))
+        f0_hz = repair_harmonic_errors(f0_hz, confidence, both_ways=True)
+        smoothed = _centred_mean(confidence.double().square(), self.smoothing_frames)
+        sums = self.accumulate_frames(self.empty_statistics(1), loudness_db, 0.0)
+        ratio = self.note_ratio(smoothed, loudness_db, sums)
+        notes = ratio >= self.note_threshold
+        midi = hz_to_midi(f0_hz.double())
+        sums = self.accumulate_notes(sums, midi, confidence, loudness_db, notes, 0.0)
+        octave = self.register(sums) if notes.any() else torch.zeros(1, 1, dtype=torch.float64)
+        adjusted_f0, adjusted_loudness = self.apply(f0_hz, loudness_db, ratio, sums, octave)
+        return adjusted_f0[0], adjusted_loudness[0], notes[0], self._report(notes, sums, octave)
+
+    @torch.jit.unused
+    def _report(self, notes, sums, octave) -> AdjustmentReport:
+        report = AdjustmentReport(
+            note_fraction=float(notes.double().mean()) if notes.numel() else 0.0
+        )
+        if self.auto_adjust:
+            if not notes.any():
+                report.notes.append("auto-adjust skipped: no notes detected in the input")
+            elif not self.has_statistics:
+                report.notes.append("auto-adjust skipped: the model has no dataset statistics")
+            else:
+                report.octave_shift = int(octave.item())
+        if self.autotune > 0.0 and notes.any():
+            offset = self.tuning_offset(sums)
+            report.tuning_offset_cents = round(100.0 * float(offset), 1)
+            if not self.chromatic:
+                report.key = PITCH_CLASSES[int(self.major_key(sums, offset))]
+        return report
+
+    # ---- live: frame by frame, looking back only ---------------------------------------------
+    @torch.jit.export
+    def init_state(self, batch_size: int) -> dict[str, torch.Tensor]:
+        """Running statistics from the training data's prior, no history, no register shift."""
+        state = self.prior_statistics(batch_size)
+        zeros = torch.zeros(batch_size, 1, dtype=torch.float64, device=self.bin_edges.device)
+        state["octave"] = zeros
+        state["last_sure_f0"] = zeros
+        state["confidence_history"] = zeros.new_zeros(batch_size, 0)
+        return state
+
+    @torch.jit.export
+    def forward_stream(
+        self,
+        f0_hz: torch.Tensor,
+        confidence: torch.Tensor,
+        loudness_db: torch.Tensor,
+        state: dict[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Adjust new frames, each with the statistics of the frames up to it.
+
+        Shape: f0_hz, confidence, loudness_db [batch, n_new_frames] -> f0_hz,
+        loudness_db [batch, n_new_frames].
+        """
+        f0_out: list[torch.Tensor] = []
+        loudness_out: list[torch.Tensor] = []
+        for index in range(f0_hz.shape[1]):
+            f0, loudness, state = self._adjust_frame(
+                f0_hz[:, index : index + 1],
+                confidence[:, index : index + 1],
+                loudness_db[:, index : index + 1],
+                state,
+            )
+            f0_out.append(f0)
+            loudness_out.append(loudness)
+        if not f0_out:
+            return f0_hz, loudness_db, state
+        return torch.cat(f0_out, 1), torch.cat(loudness_out, 1), state
+
+    def _adjust_frame(
+        self,
+        f0_hz: torch.Tensor,
+        confidence: torch.Tensor,
+        loudness: torch.Tensor,
+        state: dict[str, torch.Tensor],
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        sure = confidence >= self.sure_confidence
+        f0_hz = _repair_toward(f0_hz, sure, state["last_sure_f0"].to(f0_hz.dtype))
+        history = torch.cat([state["confidence_history"], confidence.double().square()], 1)
+        history = history[:, max(0, history.shape[1] - self.smoothing_frames) :]
+        sums = self.accumulate_frames(state, loudness, self.forget)
+        ratio = self.note_ratio(history.mean(1, keepdim=True), loudness, sums)
+        notes = ratio >= self.note_threshold
+        midi = hz_to_midi(f0_hz.double())
+        sums = self.accumulate_notes(sums, midi, confidence, loudness, notes, self.forget)
+        octave = _hysteresis_octave(state["octave"], self.register_fraction(sums), notes)
+        sums["octave"] = octave
+        sums["last_sure_f0"] = torch.where(sure, f0_hz.double(), state["last_sure_f0"])
+        sums["confidence_history"] = history
+        f0_hz, loudness = self.apply(f0_hz, loudness, ratio, sums, octave)
+        return f0_hz, loudness, sums
 
 
-def repair_harmonic_errors(f0_hz: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-    """Unsure frames at a harmonic or subharmonic of their sure neighbours' pitch, repaired.
+def _interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """``numpy.interp`` for each row: piecewise linear through (xp, fp[row]), clamped at the ends.
 
-    Shape: f0_hz, confidence [n_frames] -> [n_frames].
+    Shape: x [batch, n], xp [n_points] increasing, fp [batch, n_points] -> [batch, n].
     """
-    sure = confidence >= SURE_CONFIDENCE
-    if not sure.any():
-        return f0_hz
-    index, n_frames = np.arange(len(f0_hz)), len(f0_hz)
-    previous = np.maximum.accumulate(np.where(sure, index, -1))
-    following = np.minimum.accumulate(np.where(sure, index, n_frames)[::-1])[::-1]
-    previous = np.where(previous < 0, following, previous)  # before the first sure frame
-    following = np.where(following == n_frames, previous, following)  # after the last
-    f0_hz = np.maximum(f0_hz, 1e-3)  # trackers may report 0 Hz in silence
-    repaired = f0_hz.copy()
-    for neighbour in (following, previous):  # the previous note wins where both fit
-        reference = f0_hz[neighbour]
-        for factor in HARMONIC_FACTORS:
-            fits = ~sure & (np.abs(12 * np.log2(f0_hz * factor / reference)) < 1.0)
-            repaired[fits] = f0_hz[fits] * factor
+    index = torch.searchsorted(xp, x.contiguous(), right=True).clamp(1, xp.shape[0] - 1)
+    x0, x1 = xp[index - 1], xp[index]
+    y0, y1 = fp.gather(1, index - 1), fp.gather(1, index)
+    weight = ((x - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0.0, 1.0)
+    return y0 + weight * (y1 - y0)
+
+
+def _forgetting(n_frames: int, forget: float, device: torch.device) -> tuple[torch.Tensor, float]:
+    """Weights of n new frames (the newest 1) and of the sums before them, forgetting by
+    ``1 - forget`` a frame. Shape: -> ([n_frames] float64, scalar)."""
+    keep = (1.0 - forget) ** torch.arange(n_frames - 1, -1, -1, dtype=torch.float64, device=device)
+    return keep, (1.0 - forget) ** n_frames
+
+
+def _centred_mean(x: torch.Tensor, width: int) -> torch.Tensor:
+    """Mean over the ``width`` frames around each frame that exist (no fading at the ends).
+
+    Shape: [batch, n_frames] -> [batch, n_frames].
+    """
+    kernel = torch.ones(1, 1, width, dtype=torch.float64, device=x.device)
+    padding = (width // 2, width - 1 - width // 2)
+    total = F.conv1d(F.pad(x.double()[:, None], padding), kernel)[:, 0]
+    count = F.conv1d(F.pad(torch.ones_like(x.double())[:, None], padding), kernel)[:, 0]
+    return total / count
+
+
+def _repair_toward(
+    f0_hz: torch.Tensor, sure: torch.Tensor, reference: torch.Tensor
+) -> torch.Tensor:
+    """Unsure frames within a semitone of 2, 3, 1/2 or 1/3 times the reference pitch move there.
+
+    Shape: f0_hz, sure, reference [batch, n_frames] -> [batch, n_frames].
+    """
+    f0 = f0_hz.clamp_min(1e-3)  # trackers may report 0 Hz in silence
+    repaired = f0_hz
+    for factor in (2.0, 3.0, 0.5, 1.0 / 3.0):
+        distance = (12.0 * torch.log2(f0 * factor / reference.clamp_min(1e-3))).abs()
+        fits = ~sure & (reference > 0.0) & (distance < 1.0)
+        repaired = torch.where(fits, f0 * factor, repaired)
     return repaired
 
 
-def register_shift(pitch_midi: np.ndarray, mask_on: np.ndarray, target_mean_pitch: float) -> int:
-    """Whole octaves that bring the notes' mean pitch nearest to the target."""
-    return int(np.round((target_mean_pitch - np.mean(pitch_midi[mask_on])) / 12.0))
+def repair_harmonic_errors(
+    f0_hz: torch.Tensor,
+    confidence: torch.Tensor,
+    both_ways: bool = True,
+    sure_confidence: float = SURE_CONFIDENCE,
+) -> torch.Tensor:
+    """Unsure frames at a harmonic or subharmonic of their sure neighbours' pitch, repaired.
 
-
-def map_loudness_quantiles(
-    loudness_db: np.ndarray,
-    mask_on: np.ndarray,
-    levels: np.ndarray,
-    target_quantiles: np.ndarray,
-) -> np.ndarray:
-    """Map loudness through the note frames' CDF onto the target's quantile function.
-
-    The CDF is fitted on the note frames at ``levels``; every frame is mapped
-    (values beyond the notes' range land on the target's extremes).
-    Shape: loudness_db, mask_on [n_frames], levels, target_quantiles [n_levels] -> [n_frames].
+    The neighbour is the nearest sure frame before (and, ``both_ways``, after;
+    the one before wins where both fit).
+    Shape: f0_hz, confidence [batch, n_frames] -> [batch, n_frames].
     """
-    levels, target_quantiles = np.asarray(levels), np.asarray(target_quantiles)
-    source_quantiles = np.quantile(loudness_db[mask_on], levels)
-    # Averaging the forward and reversed interpolation splits ties in the quantiles evenly.
-    forward = np.interp(loudness_db, source_quantiles, levels)
-    backward = -np.interp(-loudness_db, -source_quantiles[::-1], -levels[::-1])
-    return np.interp(0.5 * (forward + backward), levels, target_quantiles)
+    sure = confidence >= sure_confidence
+    index = torch.arange(f0_hz.shape[1], device=f0_hz.device).expand_as(f0_hz)
+    before = torch.where(sure, index, torch.full_like(index, -1)).cummax(1).values
+    references = [before]
+    if both_ways:
+        n = f0_hz.shape[1]
+        after = torch.where(sure, index, torch.full_like(index, n)).flip(1).cummin(1).values.flip(1)
+        references = [after, before]
+    repaired = f0_hz
+    for nearest in references:
+        valid = (nearest >= 0) & (nearest < f0_hz.shape[1])
+        pitch = f0_hz.gather(1, nearest.clamp(0, f0_hz.shape[1] - 1))
+        reference = torch.where(valid, pitch, torch.zeros_like(pitch))
+        candidate = _repair_toward(f0_hz, sure, reference)
+        repaired = torch.where(candidate != f0_hz, candidate, repaired)
+    return repaired
 
 
-def tuning_offset(f0_midi: np.ndarray, f0_confidence: np.ndarray, mask_on: np.ndarray) -> float:
-    """The input's tuning relative to A440, in semitones within [-0.5, 0.5].
+def _hysteresis_octave(
+    current: torch.Tensor, fraction: torch.Tensor, notes: torch.Tensor, margin: float = 0.1
+) -> torch.Tensor:
+    """The live register: changed between notes only, once the notes' mean pitch sits past the
+    halfway point to the next register by ``margin`` octaves (no flapping at the boundary).
 
-    The offset whose chromatic grid leaves the note frames closest to its
-    notes with the fewest note changes (each cost standardised over the
-    candidates, confidence-weighted), as the demo's ``get_tuning_factor``.
+    Shape: [batch, 1] each -> [batch, 1].
     """
-    candidates = np.linspace(-0.5, 0.5, 101)
-    midi, weights = f0_midi[mask_on], f0_confidence[mask_on]
-    cost_deviation, cost_changes = np.zeros_like(candidates), np.zeros_like(candidates)
-    for i, candidate in enumerate(candidates):  # a loop keeps memory at one track's size
-        deviation = _wrap_semitone(midi - candidate)
-        cost_deviation[i] = np.mean(weights * np.abs(deviation))
-        changes = np.diff(np.round(midi - deviation, 6)) != 0
-        cost_changes[i] = np.mean(weights[:-1] * changes) if len(midi) > 1 else 0.0
-    cost = _standardise(cost_deviation) + _standardise(cost_changes)
-    return float(candidates[np.argmin(cost)])
-
-
-def autotune(
-    f0_midi: np.ndarray,
-    mask_on: np.ndarray,
-    amount: float,
-    mode: str = "major",
-    offset: float = 0.0,
-) -> tuple[np.ndarray, str | None]:
-    """Pull f0 toward the nearest scale note by ``amount``; the major key it chose.
-
-    The key (``mode="major"``) is the major scale, shifted by ``offset``
-    semitones, whose notes lie closest on average to the note frames.
-    Shape: f0_midi, mask_on [n_frames] -> ([n_frames], key or None).
-    """
-    if mode == "chromatic":
-        return f0_midi - amount * _wrap_semitone(f0_midi - offset), None
-    scales = [_scale_notes(key + offset) for key in range(12)]
-    notes = f0_midi[mask_on]
-    errors = [np.mean(np.abs(_nearest_note(notes, scale) - notes)) for scale in scales]
-    key = int(np.argmin(errors))
-    return f0_midi + amount * (_nearest_note(f0_midi, scales[key]) - f0_midi), KEYS[key]
+    moved = (fraction - current).abs() > 0.5 + margin
+    return torch.where(~notes & moved, torch.round(fraction), current)
 
 
 def adjust_features(
-    features: dict[str, np.ndarray],
+    features: dict[str, torch.Tensor],
     frame_rate: float,
-    statistics: dict | None,
+    statistics=None,
     settings: Adjustments | None = None,
-) -> tuple[dict[str, np.ndarray], np.ndarray, AdjustmentReport]:
-    """f0 and loudness adjusted for a model trained on data with ``statistics``.
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, AdjustmentReport]:
+    """f0 and loudness of a whole input adjusted for a model trained on data with ``statistics``.
 
-    ``statistics`` are a prepared dataset's (``mean_pitch``,
-    ``loudness_quantile_levels``, ``loudness_quantiles``); without them, or
-    without notes in the input, auto-adjust is skipped and said so in the report.
+    ``statistics`` (a :class:`~torchddsp.models.DatasetStatistics`) missing, or
+    no notes in the input: auto-adjust is skipped and the report says so.
     Shape: features {f0_hz, f0_confidence, loudness_db [n_frames]} ->
-    (same keys, mask_on [n_frames], report).
+    (same keys, notes [n_frames] bool, report).
     """
-    settings = settings or Adjustments()
-    confidence = features["f0_confidence"]
-    f0_hz = repair_harmonic_errors(features["f0_hz"].astype(np.float64), confidence)
-    loudness = features["loudness_db"].astype(np.float64)
-    mask_on, ratio = detect_notes(loudness, confidence, frame_rate, settings.note_threshold)
-    report = AdjustmentReport(note_fraction=float(mask_on.mean()) if mask_on.size else 0.0)
-    midi = hz_to_midi(f0_hz)
-    if settings.auto_adjust:
-        midi, loudness = _auto_adjust(midi, loudness, mask_on, ratio, statistics, settings, report)
-    if settings.autotune > 0 and mask_on.any():
-        offset = tuning_offset(midi, confidence, mask_on)
-        midi, report.key = autotune(
-            midi, mask_on, settings.autotune, settings.autotune_mode, offset
-        )
-        report.tuning_offset_cents = round(100 * offset, 1)
-    midi = np.minimum(midi + settings.pitch_shift, MAX_MIDI)
-    adjusted = {
-        "f0_hz": midi_to_hz(midi).astype(np.float32),
-        "f0_confidence": confidence,
-        "loudness_db": (loudness + settings.loudness_shift).astype(np.float32),
-    }
-    return adjusted, mask_on, report
-
-
-def _auto_adjust(midi, loudness, mask_on, ratio, statistics, settings, report):
-    if not mask_on.any():
-        report.notes.append("auto-adjust skipped: no notes detected in the input")
-        return midi, loudness
-    if not statistics or statistics.get("mean_pitch") is None:
-        report.notes.append("auto-adjust skipped: the model has no dataset statistics")
-        return midi, loudness
-    report.octave_shift = register_shift(midi, mask_on, statistics["mean_pitch"])
-    loudness = map_loudness_quantiles(
-        loudness, mask_on, statistics["loudness_quantile_levels"], statistics["loudness_quantiles"]
+    adjuster = Adjuster(frame_rate, statistics, settings)
+    f0_hz, loudness_db, notes, report = adjuster.adjust(
+        features["f0_hz"], features["f0_confidence"], features["loudness_db"]
     )
-    loudness = loudness - settings.quiet * np.where(mask_on, 0.0, np.clip(1.0 - ratio, 0.0, 1.0))
-    return midi + 12.0 * report.octave_shift, loudness
-
-
-def _wrap_semitone(x: np.ndarray) -> np.ndarray:
-    """x mod 1, folded into [-0.5, 0.5)."""
-    return (x + 0.5) % 1.0 - 0.5
-
-
-def _standardise(cost: np.ndarray) -> np.ndarray:
-    spread = np.std(cost)
-    return (cost - np.mean(cost)) / spread if spread > 0 else np.zeros_like(cost)
-
-
-def _scale_notes(tonic: float) -> np.ndarray:
-    return (MAJOR_STEPS[None] + tonic + 12 * np.arange(-1, 11)[:, None]).ravel()
-
-
-def _nearest_note(midi: np.ndarray, notes: np.ndarray) -> np.ndarray:
-    """The element of sorted ``notes`` nearest to each value of ``midi``."""
-    upper = np.clip(np.searchsorted(notes, midi), 1, len(notes) - 1)
-    below, above = notes[upper - 1], notes[upper]
-    return np.where(midi - below <= above - midi, below, above)
+    adjusted = {
+        "f0_hz": f0_hz,
+        "f0_confidence": features["f0_confidence"],
+        "loudness_db": loudness_db,
+    }
+    return adjusted, notes, report

@@ -7,7 +7,11 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .config import DataConfig
 from .errors import UserError
+from .features import F0_METHODS
+
+MODEL_HELP = "bundled or user model name (torchddsp models), checkpoint file or run directory"
 
 
 def _notes(text: str) -> list[float]:
@@ -103,12 +107,12 @@ def _train(args: argparse.Namespace) -> None:
 
 
 def _eval(args: argparse.Namespace) -> None:
-    from .evaluate import evaluate, format_metrics, save_metrics
+    from .evaluate import default_metrics_path, evaluate, format_metrics, save_metrics
 
     data = _data_override(args.overrides)
-    metrics = evaluate(args.checkpoint, data, args.split, args.batch_size)
+    metrics = evaluate(args.model, data, args.split, args.batch_size)
     print(format_metrics(metrics))
-    output = args.output or f"{args.checkpoint.rstrip('/').removesuffix('.pt')}.eval.json"
+    output = args.output or default_metrics_path(args.model)
     save_metrics(output, metrics)
     print(f"wrote {output}")
 
@@ -126,28 +130,38 @@ def _data_override(overrides: list[str]) -> str | None:
 def _resynth(args: argparse.Namespace) -> None:
     from .evaluate import resynthesize_file
 
-    path = resynthesize_file(args.checkpoint, args.input, args.output)
+    path = resynthesize_file(args.model, args.input, args.output)
     print(f"wrote {path}")
 
 
-def _transfer(args: argparse.Namespace) -> None:
+def _adjustments(args: argparse.Namespace):
     from .adjust import Adjustments
-    from .transfer import describe, example_input, load_transfer_model, transfer_file
+
+    try:
+        return Adjustments(
+            auto_adjust=not args.no_auto_adjust,
+            octave_shift=args.octave_shift,
+            pitch_shift=args.pitch_shift,
+            loudness_shift=args.loudness_shift,
+            autotune=args.autotune,
+            autotune_mode=args.autotune_mode,
+            quiet=args.quiet,
+            note_threshold=args.threshold,
+        )
+    except ValueError as err:  # the user's settings, checked where they are defined
+        raise UserError(str(err)) from None
+
+
+def _transfer(args: argparse.Namespace) -> None:
+    from .models import example_input, load_model
+    from .transfer import describe, transfer_file
 
     if (args.input is None) == (not args.example):
         raise UserError("give an INPUT audio file or --example (the bundled melody), not both")
+    settings = _adjustments(args)
     source = example_input() if args.example else args.input
-    loaded = load_transfer_model(args.model)
+    loaded = load_model(args.model)
     output = args.output or f"{Path(source).stem}.{loaded.name}.wav"
-    settings = Adjustments(
-        auto_adjust=not args.no_auto_adjust,
-        pitch_shift=args.pitch_shift + 12 * args.octave_shift,
-        loudness_shift=args.loudness_shift,
-        autotune=args.autotune,
-        autotune_mode=args.autotune_mode,
-        quiet=args.quiet,
-        note_threshold=args.threshold,
-    )
     result = transfer_file(source, loaded, output, settings, args.plot)
     seconds = len(result.audio) / result.sample_rate
     print(f"{Path(source).name} -> {loaded.name}: {describe(result, loaded)}")
@@ -157,7 +171,7 @@ def _transfer(args: argparse.Namespace) -> None:
 
 
 def _models(args: argparse.Namespace) -> None:
-    from .transfer import available_models, user_models_dir
+    from .models import available_models, user_models_dir
 
     for name, (kind, path) in sorted(available_models().items()):
         print(f"{name:<12} {kind:<8} {path}")
@@ -170,26 +184,67 @@ def _add_transfer_parser(commands) -> None:
     )
     transfer.add_argument("input", nargs="?", help="audio file of any length, rate and channels")
     transfer.add_argument("--example", action="store_true", help="use the bundled example melody")
-    transfer.add_argument(
-        "--model", required=True, help="bundled or user model name, checkpoint or run directory"
-    )
+    transfer.add_argument("--model", required=True, help=MODEL_HELP)
     transfer.add_argument("-o", "--output", help="audio file (default: INPUT_STEM.MODEL.wav)")
-    transfer.add_argument("--pitch-shift", type=float, default=0.0, help="semitones, after auto")
-    transfer.add_argument("--octave-shift", type=int, default=0, help="octaves, after auto")
-    transfer.add_argument("--loudness-shift", type=float, default=0.0, help="dB, after auto")
-    transfer.add_argument(
-        "--no-auto-adjust",
-        action="store_true",
-        help="keep the input's register and loudness (no octave shift, quantile mapping, quiet)",
-    )
-    transfer.add_argument("--autotune", type=float, default=0.0, help="0 (off) .. 1 (on the notes)")
-    transfer.add_argument("--autotune-mode", default="major", choices=["major", "chromatic"])
-    transfer.add_argument("--quiet", type=float, default=20.0, help="dB off outside notes")
-    transfer.add_argument("--threshold", type=float, default=1.0, help="note detection threshold")
+    _add_adjustment_options(transfer)
     transfer.add_argument("--plot", help="also write a PNG of spectrograms, f0 and loudness")
     transfer.set_defaults(run=_transfer)
     models = commands.add_parser("models", help="list the bundled and user models")
     models.set_defaults(run=_models)
+
+
+def _add_adjustment_options(parser: argparse.ArgumentParser) -> None:
+    from .adjust import AUTOTUNE_MODES, LIMITS, Adjustments
+
+    defaults = Adjustments()
+
+    def limits(name: str) -> str:
+        return "{:g} .. {:g}".format(*LIMITS[name])
+
+    parser.add_argument(
+        "--pitch-shift",
+        type=float,
+        default=defaults.pitch_shift,
+        help=f"semitones after auto-adjust ({limits('pitch_shift')})",
+    )
+    parser.add_argument(
+        "--octave-shift",
+        type=int,
+        default=defaults.octave_shift,
+        help=f"octaves after auto-adjust ({limits('octave_shift')})",
+    )
+    parser.add_argument(
+        "--loudness-shift",
+        type=float,
+        default=defaults.loudness_shift,
+        help=f"dB after auto-adjust ({limits('loudness_shift')})",
+    )
+    parser.add_argument(
+        "--no-auto-adjust",
+        action="store_true",
+        help="keep the input's register and loudness (no octave shift, quantile mapping, quiet)",
+    )
+    parser.add_argument(
+        "--autotune",
+        type=float,
+        default=defaults.autotune,
+        help="0 (off) .. 1 (on the notes)",
+    )
+    parser.add_argument(
+        "--autotune-mode", default=defaults.autotune_mode, choices=list(AUTOTUNE_MODES)
+    )
+    parser.add_argument(
+        "--quiet",
+        type=float,
+        default=defaults.quiet,
+        help=f"dB off outside notes ({limits('quiet')})",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=defaults.note_threshold,
+        help=f"note detection threshold ({limits('note_threshold')})",
+    )
 
 
 def _add_synth_parser(commands) -> None:
@@ -228,7 +283,7 @@ def _add_features_parser(commands) -> None:
     features.add_argument("-o", "--output", help=".csv or .npz (default: INPUT.features.csv)")
     features.add_argument("--plot", help="also write a PNG: spectrogram, f0 and loudness")
     features.add_argument("--frame-rate", type=int, default=100, help="frames per second")
-    features.add_argument("--f0-method", default="yin", choices=["yin", "crepe-tiny", "crepe-full"])
+    features.add_argument("--f0-method", default="yin", choices=list(F0_METHODS))
     features.set_defaults(run=_features)
 
 
@@ -238,12 +293,17 @@ def _add_prepare_parser(commands) -> None:
     )
     prepare.add_argument("audio_dir", help="folder of recordings, searched recursively")
     prepare.add_argument("out_dir", help="dataset folder to write (rerunning reuses its cache)")
-    prepare.add_argument("--sample-rate", type=int, default=16000)
-    prepare.add_argument("--frame-rate", type=int, default=250, help="feature frames per second")
-    prepare.add_argument("--example-seconds", type=float, default=4.0)
-    prepare.add_argument("--hop-seconds", type=float, default=1.0, help="between example starts")
-    prepare.add_argument("--f0-method", default="yin", choices=["yin", "crepe-tiny", "crepe-full"])
-    prepare.add_argument("--val-fraction", type=float, default=0.1)
+    defaults = DataConfig()
+    prepare.add_argument("--sample-rate", type=int, default=defaults.sample_rate)
+    prepare.add_argument(
+        "--frame-rate", type=int, default=defaults.frame_rate, help="feature frames per second"
+    )
+    prepare.add_argument("--example-seconds", type=float, default=defaults.example_seconds)
+    prepare.add_argument(
+        "--hop-seconds", type=float, default=defaults.hop_seconds, help="between example starts"
+    )
+    prepare.add_argument("--f0-method", default=defaults.f0_method, choices=list(F0_METHODS))
+    prepare.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
     prepare.add_argument("--seed", type=int, default=0, help="draws the validation files")
     prepare.set_defaults(run=_prepare)
 
@@ -263,20 +323,22 @@ def _add_train_parser(commands) -> None:
 
 
 def _add_evaluation_parser(commands) -> None:
-    evaluation = commands.add_parser("eval", help="resynthesis metrics of a checkpoint")
-    evaluation.add_argument("checkpoint", help="run directory or checkpoint file")
+    evaluation = commands.add_parser("eval", help="resynthesis metrics of a model")
+    evaluation.add_argument("model", help=MODEL_HELP)
     evaluation.add_argument(
         "overrides", nargs="*", help="data=DATASET_DIR (default: training data)"
     )
     evaluation.add_argument("--split", default="val", choices=["val", "train"])
     evaluation.add_argument("--batch-size", type=int, default=8)
-    evaluation.add_argument("-o", "--output", help="metrics JSON (default: beside the checkpoint)")
+    evaluation.add_argument(
+        "-o", "--output", help="metrics JSON (default: beside the run, or MODEL.eval.json here)"
+    )
     evaluation.set_defaults(run=_eval)
 
 
 def _add_resynth_parser(commands) -> None:
     resynth = commands.add_parser("resynth", help="reconstruct an audio file through a model")
-    resynth.add_argument("checkpoint", help="run directory or checkpoint file")
+    resynth.add_argument("model", help=MODEL_HELP)
     resynth.add_argument("input", help="audio file of any length, rate and channel count")
     resynth.add_argument("-o", "--output", required=True, help="audio file to write")
     resynth.set_defaults(run=_resynth)
@@ -301,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (UserError, ValueError) as err:
+    except UserError as err:
         print(f"torchddsp {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -35,12 +35,17 @@ def frame_errors(
     loudness_error = (resynth["loudness_db"] - batch["loudness_db"]).abs()
     confident = batch["f0_confidence"] >= F0_CONFIDENCE_THRESHOLD
     notes = confident & (batch["loudness_db"] > NOTE_LOUDNESS_DB)
-    cents = 100.0 * (hz_to_midi(resynth["f0_hz"]) - hz_to_midi(batch["f0_hz"])).abs()
+    cents = cents_apart(resynth["f0_hz"], batch["f0_hz"])
     return {
         "loudness": loudness_error.flatten().numpy(),
         "loudness_notes": loudness_error[notes].numpy(),
         "f0_cents": cents[notes].numpy(),
     }
+
+
+def cents_apart(f0_hz: torch.Tensor, reference_hz: torch.Tensor) -> torch.Tensor:
+    """Absolute pitch difference in cents. Shape: broadcastable -> broadcast."""
+    return 100.0 * (hz_to_midi(f0_hz.double()) - hz_to_midi(reference_hz.double())).abs()
 
 
 def summarize_errors(errors: dict[str, list[np.ndarray]], spectral: list[float]) -> dict:
@@ -61,16 +66,23 @@ def summarize_errors(errors: dict[str, list[np.ndarray]], spectral: list[float])
 
 @torch.no_grad()
 def evaluate(
-    checkpoint, data_path: str | None = None, split: str = "val", batch_size: int = 8
+    model_name_or_path, data_path: str | None = None, split: str = "val", batch_size: int = 8
 ) -> dict:
-    """Resynthesis metrics of a checkpoint on a prepared dataset's split."""
+    """Resynthesis metrics of a model (any :func:`~torchddsp.models.load_model` argument)
+    on a prepared dataset's split, by default its own training data's."""
     from .data.dataset import DDSPDataset, check_dataset_matches
     from .errors import UserError
-    from .train.checkpoint import load_checkpoint
+    from .models import load_model
 
-    model, config, metadata = load_checkpoint(checkpoint)
-    dataset = DDSPDataset(data_path or config.data.path, split)
-    check_dataset_matches(dataset.manifest, config.data.sample_rate, config.data.frame_rate)
+    loaded = load_model(model_name_or_path)
+    data_path = data_path or loaded.config.data.path
+    if not data_path or not Path(data_path).is_dir():
+        raise UserError(
+            f"{loaded.name}: its training data {data_path!r} is not here; "
+            "pass data=DATASET_DIR (a folder written by torchddsp prepare)"
+        )
+    dataset = DDSPDataset(data_path, split)
+    check_dataset_matches(dataset.manifest, loaded.sample_rate, loaded.frame_rate)
     if len(dataset) == 0:
         raise UserError(f"{dataset.manifest['path']} has no {split!r} examples to evaluate")
     f0_method = dataset.manifest["settings"]["f0_method"]
@@ -78,20 +90,30 @@ def evaluate(
     errors: dict[str, list[np.ndarray]] = {"loudness": [], "loudness_notes": [], "f0_cents": []}
     spectral = []
     for batch in DataLoader(dataset, batch_size=batch_size):
-        synth = model(batch)["audio_synth"]
+        synth = loaded.model(batch)["audio_synth"]
         for key, value in frame_errors(
-            batch, synth, config.data.sample_rate, config.data.frame_rate, f0_method
+            batch, synth, loaded.sample_rate, loaded.frame_rate, f0_method
         ).items():
             errors[key].append(value)
         spectral.append(loss(batch["audio"], synth).item())
     metrics = summarize_errors(errors, spectral)
     return {
-        "checkpoint": str(metadata["path"]),
-        "step": metadata["step"],
+        "model": loaded.name,
+        "checkpoint": str(loaded.path),
+        "step": loaded.step,
         "split": split,
         "f0_method": f0_method,
         **metrics,
     }
+
+
+def default_metrics_path(model_name_or_path: str) -> Path:
+    """Where eval writes its JSON: beside a run directory or checkpoint file, else (a bundled
+    or user model, whose folder is not the user's to write into) in the working directory."""
+    path = Path(model_name_or_path)
+    if path.exists():
+        return Path(str(path).rstrip("/").removesuffix(".pt") + ".eval.json")
+    return Path(f"{path.name}.eval.json")
 
 
 def format_metrics(metrics: dict) -> str:
@@ -111,16 +133,18 @@ def save_metrics(path, metrics: dict) -> None:
 
 
 @torch.no_grad()
-def resynthesize_file(checkpoint, input_path, output_path) -> Path:
+def resynthesize_file(model_name_or_path, input_path, output_path) -> Path:
     """Reconstruct an audio file of any length through a trained model."""
     from .data.audio import load_audio, write_audio
-    from .train.checkpoint import load_checkpoint
+    from .models import load_model
+    from .models.autoencoder import render_in_blocks
 
-    model, config, metadata = load_checkpoint(checkpoint)
-    sample_rate, frame_rate = config.data.sample_rate, config.data.frame_rate
-    audio, _ = load_audio(input_path, sample_rate=sample_rate)
-    waveform = pad_to_hop(torch.from_numpy(audio)[None], sample_rate // frame_rate)
-    f0_method = metadata["dataset"]["settings"]["f0_method"]
-    features = compute_features(waveform, sample_rate, frame_rate, f0_method)
-    synth = model({**features, "audio": waveform})["audio_synth"][0, : len(audio)]
-    return write_audio(output_path, synth.numpy(), sample_rate)
+    loaded = load_model(model_name_or_path)
+    audio, _ = load_audio(input_path, sample_rate=loaded.sample_rate)
+    waveform = pad_to_hop(torch.from_numpy(audio)[None], loaded.hop_size)
+    features = compute_features(waveform, loaded.sample_rate, loaded.frame_rate, loaded.f0_method)
+    if loaded.model.encoder is None:
+        synth = render_in_blocks(loaded.model, features["f0_hz"], features["loudness_db"])
+    else:  # z comes from the audio itself: one pass
+        synth = loaded.model({**features, "audio": waveform})["audio_synth"]
+    return write_audio(output_path, synth[0, : len(audio)].numpy(), loaded.sample_rate)

@@ -174,6 +174,7 @@ class MultiScaleSpectralLoss(nn.Module):
             self.register_buffer(f"window_{i}", hann_window(n_fft), persistent=False)
         self.register_buffer("loudness_window", hann_window(loudness_n_fft), persistent=False)
 
+    @torch.jit.unused  # training only; lets a model holding it export its streaming methods
     def forward(self, target_audio: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Loss summed over FFT sizes and terms.
 
@@ -251,6 +252,7 @@ class MelSpectralLoss(nn.Module):
             filterbank = mel_filterbank(sample_rate, n_fft, bands, fmin, fmax)
             self.register_buffer(f"filterbank_{i}", filterbank, persistent=False)
 
+    @torch.jit.unused  # training only; lets a model holding it export its streaming methods
     def forward(self, target_audio: torch.Tensor, audio: torch.Tensor) -> torch.Tensor:
         """Loss summed over FFT sizes.
 

@@ -9,15 +9,16 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from ..errors import UserError
+from ..errors import UserError, warn
 from .atomic import atomic_output
 
 
 def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """Read an audio file as mono float32, resampled to ``sample_rate`` if given.
 
-    Channels are averaged. Raises :class:`UserError` for a missing or
-    unreadable file.
+    Channels are averaged; NaN or infinite samples (a corrupt or clipped
+    float file) become silence, with a warning saying where. Raises
+    :class:`UserError` for a missing or unreadable file.
     Shape: -> ([n_samples], sample_rate).
     """
     path = Path(path)
@@ -27,11 +28,21 @@ def load_audio(path: str | os.PathLike, sample_rate: int | None = None) -> tuple
         audio, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, TypeError) as err:
         raise UserError(f"{path}: not a readable audio file ({err})") from None
-    audio = audio.mean(axis=1)
+    audio = _silence_non_finite(audio.mean(axis=1), file_rate, path)
     if sample_rate is not None and sample_rate != file_rate:
         audio = soxr.resample(audio, file_rate, sample_rate, quality="HQ").astype(np.float32)
         file_rate = sample_rate
     return audio, file_rate
+
+
+def _silence_non_finite(audio: np.ndarray, sample_rate: int, path: Path) -> np.ndarray:
+    """Non-finite samples set to zero: one would poison every filter and feature after it."""
+    bad = ~np.isfinite(audio)
+    if bad.any():
+        first = np.flatnonzero(bad)[0] / sample_rate
+        warn(f"{path}: {bad.sum()} NaN or infinite samples (the first at {first:.3f} s) set to 0")
+        audio = np.where(bad, np.float32(0.0), audio)
+    return audio
 
 
 def write_audio(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> Path:

@@ -152,14 +152,17 @@ def prepare_dataset(
 ) -> PreparedDataset:
     """Prepare the recordings under ``audio_dir`` as a dataset in ``out_dir`` (see module notes).
 
-    Raises :class:`UserError` when ``audio_dir`` holds no usable audio or
-    ``out_dir`` holds something else, ``ValueError`` for inconsistent settings.
+    Raises :class:`UserError` when ``audio_dir`` holds no usable audio,
+    ``out_dir`` holds something else, or the settings do not fit together.
     Shape: files -> arrays [N, example_samples] and [N, example_frames] per split.
     """
-    layout = _layout(sample_rate, frame_rate, example_seconds, hop_seconds)
-    check_choice(f0_method, "f0_method", F0_METHODS)
+    try:  # the settings are the user's, whichever check refuses them
+        layout = _layout(sample_rate, frame_rate, example_seconds, hop_seconds)
+        check_choice(f0_method, "f0_method", F0_METHODS)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     if not 0 <= val_fraction < 1:
-        raise ValueError(f"val_fraction must be within [0, 1), found {val_fraction}")
+        raise UserError(f"val_fraction must be within [0, 1), found {val_fraction}")
     audio_dir, out_dir = Path(audio_dir).resolve(), Path(out_dir).resolve()
     audio_paths, skipped = _find_files(audio_dir, out_dir)
     _check_out_dir(out_dir)

@@ -48,6 +48,30 @@ def check_positive(value: float, name: str) -> None:
         raise ValueError(f"{name} must be positive, found {value}")
 
 
+def check_positive_int(value: object, name: str) -> None:
+    """Require a strictly positive ``int`` (not a bool, not a float): sizes, counts, hops."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, found {value!r}")
+
+
+def check_stream_state(
+    state: object, key: str, min_length: int, batch_size: int | None = None
+) -> None:
+    """Require ``state[key]`` to be a stream's buffer ``[batch_size, >= min_length]``."""
+    if not isinstance(state, dict):
+        raise ValueError(f"state must be the dict from init_state, found {type(state).__name__}")
+    name = f"state[{key!r}]"
+    expected = f"[batch={batch_size or 'batch'}, >= {min_length}]"
+    buffer = state.get(key)
+    check_tensor(buffer, name, 2, f"{expected} (from init_state)")
+    wrong_batch = batch_size is not None and buffer.shape[0] != batch_size
+    if wrong_batch or buffer.shape[-1] < min_length:
+        raise ValueError(
+            f"{name} must have shape {expected} (from init_state or forward_stream), "
+            f"found {tuple(buffer.shape)}"
+        )
+
+
 def check_choice(value: str, name: str, choices: Sequence[str]) -> None:
     """Require ``value`` to be one of ``choices``."""
     if value not in choices:

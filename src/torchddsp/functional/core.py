@@ -15,10 +15,16 @@ from ._checks import check_choice, check_positive, check_tensor
 F0_RANGE = 127.0  # MIDI notes spanned by the scaled f0 feature.
 DB_RANGE = 80.0  # dB spanned by the scaled loudness feature.
 RESAMPLE_METHODS = ("nearest", "linear", "window")
+PITCH_CLASSES = ("C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
 
 
 def _as_tensor(x: torch.Tensor | float) -> torch.Tensor:
-    return x if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=torch.get_default_dtype())
+    if isinstance(x, torch.Tensor):
+        return x
+    if torch.jit.is_scripting():  # TorchScript has no default dtype
+        return torch.tensor(x, dtype=torch.float32)
+    else:
+        return torch.as_tensor(x, dtype=torch.get_default_dtype())
 
 
 def midi_to_hz(notes: torch.Tensor | float, midi_zero_silence: bool = False) -> torch.Tensor:
@@ -31,15 +37,23 @@ def midi_to_hz(notes: torch.Tensor | float, midi_zero_silence: bool = False) -> 
     return torch.where(notes == 0.0, torch.zeros_like(hz), hz) if midi_zero_silence else hz
 
 
+def note_name(midi: float) -> str:
+    """A MIDI pitch for people: ``note_name(64.03) == "E4 +3 cents"``."""
+    number = round(midi)
+    cents = round(100 * (midi - number))
+    return f"{PITCH_CLASSES[number % 12]}{number // 12 - 1} {cents:+d} cents"
+
+
 def hz_to_midi(frequencies: torch.Tensor | float) -> torch.Tensor:
     """Hz to MIDI note number; 0 Hz and below map to note 0.
 
     Shape: any -> same.
     """
     frequencies = _as_tensor(frequencies)
-    tiny = torch.finfo(frequencies.dtype).tiny
-    notes = 12.0 * (torch.log2(frequencies.clamp_min(tiny)) - math.log2(440.0)) + 69.0
-    return torch.where(frequencies <= 0.0, torch.zeros_like(notes), notes)
+    positive = frequencies > 0.0
+    safe = torch.where(positive, frequencies, torch.ones_like(frequencies))
+    notes = 12.0 * (torch.log2(safe) - math.log(440.0) / math.log(2.0)) + 69.0
+    return torch.where(positive, notes, torch.zeros_like(notes))
 
 
 def power_to_db(
@@ -90,6 +104,14 @@ def exp_sigmoid(
     return max_value * torch.sigmoid(x).pow(math.log(exponent)) + threshold
 
 
+def unscaled(x: torch.Tensor) -> torch.Tensor:
+    """The identity: the scaling of a processor built with ``scale_fn=None``.
+
+    Shape: any -> same.
+    """
+    return x
+
+
 def safe_log(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """Natural log with inputs below ``eps`` replaced by ``eps`` (no -inf, finite grads).
 
@@ -126,36 +148,36 @@ def mel_to_hz(mels: torch.Tensor | float) -> torch.Tensor:
     return 700.0 * torch.expm1(_as_tensor(mels) / 1127.0)
 
 
-def scale_f0_hz(f0_hz: torch.Tensor) -> torch.Tensor:
+def scale_f0_hz(f0_hz: torch.Tensor, f0_range: float = F0_RANGE) -> torch.Tensor:
     """f0 in Hz to MIDI / 127, the network input scaling of DDSP.
 
     Shape: any -> same.
     """
-    return hz_to_midi(f0_hz) / F0_RANGE
+    return hz_to_midi(f0_hz) / f0_range
 
 
-def unscale_f0_hz(f0_scaled: torch.Tensor) -> torch.Tensor:
+def unscale_f0_hz(f0_scaled: torch.Tensor, f0_range: float = F0_RANGE) -> torch.Tensor:
     """Inverse of :func:`scale_f0_hz`.
 
     Shape: any -> same.
     """
-    return midi_to_hz(f0_scaled * F0_RANGE)
+    return midi_to_hz(f0_scaled * f0_range)
 
 
-def scale_db(db: torch.Tensor) -> torch.Tensor:
+def scale_db(db: torch.Tensor, range_db: float = DB_RANGE) -> torch.Tensor:
     """Loudness in dB to ``db / 80 + 1`` (0 dB -> 1, -80 dB -> 0), as DDSP.
 
     Shape: any -> same.
     """
-    return db / DB_RANGE + 1.0
+    return db / range_db + 1.0
 
 
-def unscale_db(db_scaled: torch.Tensor) -> torch.Tensor:
+def unscale_db(db_scaled: torch.Tensor, range_db: float = DB_RANGE) -> torch.Tensor:
     """Inverse of :func:`scale_db`.
 
     Shape: any -> same.
     """
-    return (db_scaled - 1.0) * DB_RANGE
+    return (db_scaled - 1.0) * range_db
 
 
 def harmonic_frequencies(f0_hz: torch.Tensor, n_harmonics: int) -> torch.Tensor:
@@ -194,7 +216,10 @@ def normalize_harmonics(
 
 
 def interpolation_weights(
-    hop_size: int, method: str, dtype: torch.dtype = torch.float32, device=None
+    hop_size: int,
+    method: str,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weights of frame n and frame n+1 for the samples of hop n.
 
@@ -209,12 +234,24 @@ def interpolation_weights(
 
     Shape: -> ([hop_size], [hop_size]).
     """
-    check_choice(method, "method", RESAMPLE_METHODS)
-    check_positive(hop_size, "hop_size")
-    w_next = _next_frame_weight(
-        torch.arange(hop_size, dtype=torch.float64, device=device) / hop_size, method
-    )
+    if not torch.jit.is_scripting():
+        check_choice(method, "method", RESAMPLE_METHODS)
+        check_positive(hop_size, "hop_size")
+    fraction = torch.arange(hop_size, dtype=torch.float64, device=device) / hop_size
+    w_next = _next_frame_weight(fraction, method)
     return (1.0 - w_next).to(dtype), w_next.to(dtype)
+
+
+def frames_to_samples(frames: torch.Tensor, hop_size: int, method: str = "linear") -> torch.Tensor:
+    """Audio-rate values between consecutive frames: hop n mixes frames n and n + 1.
+
+    The building block of :func:`resample_frames` (which holds the last frame
+    for its own hop) and of streaming, where the next frame is already known.
+    Shape: frames [batch, n_frames + 1, channels] -> [batch, n_frames * hop_size, channels].
+    """
+    w_this, w_next = interpolation_weights(hop_size, method, frames.dtype, frames.device)
+    mixed = w_this[:, None] * frames[:, :-1, None] + w_next[:, None] * frames[:, 1:, None]
+    return mixed.reshape(frames.shape[0], -1, frames.shape[2])
 
 
 def _next_frame_weight(fraction: torch.Tensor, method: str) -> torch.Tensor:
@@ -235,18 +272,16 @@ def resample_frames(x: torch.Tensor, n_samples: int, method: str = "linear") -> 
     overlap-added Hann windows exactly (DDSP allows only that case).
     Shape: x [batch, n_frames, channels] -> [batch, n_samples, channels].
     """
-    check_tensor(x, "x", 3, "[batch, n_frames, channels]")
-    check_choice(method, "method", RESAMPLE_METHODS)
-    check_positive(n_samples, "n_samples")
+    if not torch.jit.is_scripting():
+        check_tensor(x, "x", 3, "[batch, n_frames, channels]")
+        check_choice(method, "method", RESAMPLE_METHODS)
+        check_positive(n_samples, "n_samples")
+        if x.shape[1] == 0:
+            raise ValueError("x must have at least one frame, found 0")
     n_frames = x.shape[1]
-    if n_frames == 0:
-        raise ValueError("x must have at least one frame, found 0")
     padded = torch.cat([x, x[:, -1:]], dim=1)
     if n_samples % n_frames == 0:
-        hop = n_samples // n_frames
-        w_this, w_next = interpolation_weights(hop, method, x.dtype, x.device)
-        out = w_this[:, None] * padded[:, :-1, None] + w_next[:, None] * padded[:, 1:, None]
-        return out.reshape(x.shape[0], n_samples, x.shape[2])
+        return frames_to_samples(padded, n_samples // n_frames, method)
     position = torch.arange(n_samples, dtype=torch.float64, device=x.device) * (
         n_frames / n_samples
     )

@@ -53,13 +53,37 @@ def fft_convolve(
     ir_size] or [batch or 1, ir_size] -> [batch, n_samples] ('same') or
     [batch, n_samples + ir_size - 1] ('valid').
     """
+    if not torch.jit.is_scripting():
+        _check_convolution(audio, impulse_response, padding)
+    ir = impulse_response if impulse_response.dim() == 3 else impulse_response[:, None, :]
+    batch, n_samples = audio.shape
+    n_ir_frames, ir_size = ir.shape[1], ir.shape[2]
+    frame_size = math.ceil(n_samples / n_ir_frames)
+    segment_size = frame_size + ir_size - 1
+    fft_size = _next_power_of_two(segment_size)
+    ir_spectrum = torch.fft.rfft(ir, n=fft_size)
+    if n_samples % n_ir_frames == 0:
+        frames = audio.reshape(batch, n_ir_frames, frame_size)
+        segments = _filter_segments(frames, ir_spectrum, fft_size, segment_size)
+        full = _overlap_add(segments, frame_size)
+    else:
+        starts, frames = _uneven_frames(audio, n_ir_frames, frame_size)
+        segments = _filter_segments(frames, ir_spectrum, fft_size, segment_size)
+        full = _overlap_add_at(segments, starts, n_samples + segment_size - 1)
+    delay = ir_size // 2 if delay_compensation < 0 else int(delay_compensation)
+    length = n_samples if padding == "same" else n_samples + ir_size - 1
+    return _crop(full, delay, length)
+
+
+def _check_convolution(audio: object, impulse_response: object, padding: str) -> None:
     check_tensor(audio, "audio", 2, "[batch, n_samples]")
     ir_shapes = "[batch, n_ir_frames, ir_size] or [batch, ir_size]"
     check_tensor(impulse_response, "impulse_response", (2, 3), ir_shapes)
     check_choice(padding, "padding", PADDINGS)
-    ir = impulse_response if impulse_response.ndim == 3 else impulse_response[:, None, :]
     batch, n_samples = audio.shape
-    ir_batch, n_ir_frames, ir_size = ir.shape
+    ir_batch, n_ir_frames, ir_size = (
+        impulse_response.shape if impulse_response.ndim == 3 else impulse_response[:, None].shape
+    )
     if ir_batch not in (1, batch):
         raise ValueError(
             f"impulse_response batch must be 1 or the audio batch {batch}, found {ir_batch}"
@@ -67,22 +91,20 @@ def fft_convolve(
     check_positive(n_samples, "audio n_samples")
     check_positive(n_ir_frames, "impulse_response n_ir_frames")
     check_positive(ir_size, "impulse_response ir_size")
-    frame_size = math.ceil(n_samples / n_ir_frames)
-    segment_size = frame_size + ir_size - 1
-    fft_size = 2 ** math.ceil(math.log2(segment_size))
-    if n_samples % n_ir_frames == 0:
-        frames = audio.reshape(batch, n_ir_frames, frame_size)
-    else:
-        starts, frames = _uneven_frames(audio, n_ir_frames, frame_size)
-    spectrum = torch.fft.rfft(frames, n=fft_size) * torch.fft.rfft(ir, n=fft_size)
-    segments = torch.fft.irfft(spectrum, n=fft_size)[..., :segment_size]
-    if n_samples % n_ir_frames == 0:
-        full = _overlap_add(segments, frame_size)
-    else:
-        full = _overlap_add_at(segments, starts, n_samples + segment_size - 1)
-    delay = ir_size // 2 if delay_compensation < 0 else int(delay_compensation)
-    length = n_samples if padding == "same" else n_samples + ir_size - 1
-    return _crop(full, delay, length)
+
+
+def _filter_segments(
+    frames: torch.Tensor, ir_spectrum: torch.Tensor, fft_size: int, segment_size: int
+) -> torch.Tensor:
+    spectrum = torch.fft.rfft(frames, n=fft_size) * ir_spectrum
+    return torch.fft.irfft(spectrum, n=fft_size)[..., :segment_size]
+
+
+def _next_power_of_two(n: int) -> int:
+    size = 1
+    while size < n:
+        size *= 2
+    return size
 
 
 def _overlap_add(segments: torch.Tensor, hop_size: int) -> torch.Tensor:
@@ -133,8 +155,28 @@ def _crop(signal: torch.Tensor, start: int, length: int) -> torch.Tensor:
     return signal[:, start : start + length]
 
 
+def overlap_add_filter(
+    audio: torch.Tensor, impulse_responses: torch.Tensor, tail: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One block of a streaming time-varying FIR filter (no delay compensation).
+
+    Filters each hop of ``audio`` by its impulse response (as
+    :func:`fft_convolve`) and adds the previous block's ``tail`` onto the
+    start. Returns the samples of the full convolution that no later block
+    changes, and the new tail (the block's overhang, still to be added to).
+    Shape: audio [batch, n_frames * hop], impulse_responses [batch or 1,
+    n_frames, ir_size], tail [batch, ir_size - 1] -> ([batch, n_frames * hop],
+    [batch, ir_size - 1]).
+    """
+    full = fft_convolve(audio, impulse_responses, padding="valid", delay_compensation=0)
+    overlap = tail.shape[-1]
+    full = torch.cat([full[:, :overlap] + tail, full[:, overlap:]], dim=1)
+    n_samples = audio.shape[1]
+    return full[:, :n_samples], full[:, n_samples:]
+
+
 def centered_hann_window(
-    window_size: int, dtype: torch.dtype = torch.float32, device=None
+    window_size: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None
 ) -> torch.Tensor:
     """Hann window peaking at, and symmetric about, tap ``window_size // 2``.
 
@@ -144,7 +186,8 @@ def centered_hann_window(
     linear phase with a delay of ``window_size // 2`` taps.
     Shape: -> [window_size].
     """
-    check_positive(window_size, "window_size")
+    if not torch.jit.is_scripting():
+        check_positive(window_size, "window_size")
     if window_size % 2 == 0:
         return torch.hann_window(window_size, periodic=True, dtype=dtype, device=device)
     return torch.hann_window(window_size + 1, periodic=True, dtype=dtype, device=device)[1:]
@@ -165,10 +208,14 @@ def frequency_impulse_response(magnitudes: torch.Tensor, window_size: int = 0) -
     Shape: magnitudes [batch, n_frames, n_freqs] or [batch, n_freqs] ->
     [batch, n_frames, window_size] or [batch, window_size].
     """
-    check_tensor(magnitudes, "magnitudes", (2, 3), "[batch, n_frames, n_freqs] or [batch, n_freqs]")
-    n_freqs = magnitudes.shape[-1]
-    if n_freqs < 2:
-        raise ValueError(f"magnitudes needs 2 frequencies or more (DC, Nyquist), found {n_freqs}")
+    if not torch.jit.is_scripting():
+        shapes = "[batch, n_frames, n_freqs] or [batch, n_freqs]"
+        check_tensor(magnitudes, "magnitudes", (2, 3), shapes)
+        if magnitudes.shape[-1] < 2:
+            raise ValueError(
+                "magnitudes needs 2 frequencies or more (DC, Nyquist), "
+                f"found {magnitudes.shape[-1]}"
+            )
     zero_phase = torch.fft.irfft(magnitudes, dim=-1)
     ir_size = zero_phase.shape[-1]
     if window_size <= 0 or window_size > ir_size:
@@ -270,15 +317,10 @@ def variable_length_delay(
     Shape: audio [batch, n_samples], phase [batch, n_samples] or
     [batch, n_samples, 1] -> [batch, n_samples].
     """
-    check_tensor(audio, "audio", 2, "[batch, n_samples]")
-    check_tensor(phase, "phase", (2, 3), "[batch, n_samples] or [batch, n_samples, 1]")
-    if phase.ndim == 3:
-        if phase.shape[-1] != 1:
-            found = tuple(phase.shape)
-            raise ValueError(f"phase must have shape [batch, n_samples, 1], found shape {found}")
+    if not torch.jit.is_scripting():
+        _check_delay_inputs(audio, phase, max_length)
+    if phase.dim() == 3:
         phase = phase[..., 0]
-    check_same_leading(audio, phase, "audio", "phase", 2)
-    check_positive(max_length, "max_length")
     delay = phase.clamp(0.0, 1.0) * max_length
     whole = delay.detach().floor().clamp_max(max_length - 1)
     fraction = delay - whole
@@ -289,3 +331,13 @@ def variable_length_delay(
     current = padded.gather(1, index)
     previous = padded.gather(1, index - 1)
     return (1.0 - fraction) * current + fraction * previous
+
+
+def _check_delay_inputs(audio: object, phase: object, max_length: int) -> None:
+    check_tensor(audio, "audio", 2, "[batch, n_samples]")
+    check_tensor(phase, "phase", (2, 3), "[batch, n_samples] or [batch, n_samples, 1]")
+    if phase.ndim == 3 and phase.shape[-1] != 1:
+        found = tuple(phase.shape)
+        raise ValueError(f"phase must have shape [batch, n_samples, 1], found shape {found}")
+    check_same_leading(audio, phase if phase.ndim == 2 else phase[..., 0], "audio", "phase", 2)
+    check_positive(max_length, "max_length")

@@ -14,9 +14,7 @@ import torch.nn.functional as F
 
 from ._checks import check_positive, check_same_leading, check_single_channel, check_tensor
 from .core import resample_frames
-from .oscillators import TWO_PI, accumulate_phase, oscillator_bank
-
-_MIN_CYCLES_PER_SAMPLE = 1e-6  # keeps the anti-aliasing residual finite (and its grads) at f0 = 0
+from .oscillators import accumulate_phase, oscillator_bank
 
 
 def frequencies_sigmoid(
@@ -26,12 +24,17 @@ def frequencies_sigmoid(
 
     ``hz_min * (hz_max / hz_min) ** sigmoid(x)``: DDSP's ``frequencies_sigmoid``
     with ``depth=1`` (a sigmoid over a MIDI, i.e. log-frequency, range).
+    Computed in float64: float32 ``pow`` can round a value differently by its
+    position in a vectorised loop, and a last-bit frequency difference between
+    two ways of blocking the same frames would integrate into phase drift.
     Shape: any -> same.
     """
-    check_positive(hz_min, "hz_min")
-    if not hz_max > hz_min:
-        raise ValueError(f"hz_max must exceed hz_min, found hz_min={hz_min}, hz_max={hz_max}")
-    return hz_min * torch.pow(hz_max / hz_min, torch.sigmoid(x))
+    if not torch.jit.is_scripting():
+        check_positive(hz_min, "hz_min")
+        if not hz_max > hz_min:
+            raise ValueError(f"hz_max must exceed hz_min, found hz_min={hz_min}, hz_max={hz_max}")
+    exponent = torch.sigmoid(x.double())
+    return (hz_min * torch.pow(hz_max / hz_min, exponent)).to(x.dtype)
 
 
 def sinusoidal_synthesis(
@@ -41,37 +44,49 @@ def sinusoidal_synthesis(
     sample_rate: float,
     amp_resample_method: str = "window",
     initial_phase: torch.Tensor | None = None,
+    final_samples: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum of free-frequency sinusoids from frame-rate frequencies and amplitudes.
 
     Semantics of DDSP ``synths.Sinusoidal``: frequencies are upsampled
     linearly, amplitudes with ``amp_resample_method``, and each sinusoid is
-    silenced wherever it reaches Nyquist.
+    silenced wherever it reaches Nyquist. The final phase is taken after
+    ``final_samples`` samples (default all).
 
     Shape: frequencies, amplitudes [batch, n_frames, n_sinusoids], initial_phase
     [batch, n_sinusoids] -> (audio [batch, n_samples], final_phase [batch, n_sinusoids] float64).
     """
-    check_tensor(frequencies, "frequencies", 3, "[batch, n_frames, n_sinusoids]")
-    check_tensor(amplitudes, "amplitudes", 3, "[batch, n_frames, n_sinusoids]")
-    check_same_leading(frequencies, amplitudes, "frequencies", "amplitudes", 3)
+    if not torch.jit.is_scripting():
+        check_tensor(frequencies, "frequencies", 3, "[batch, n_frames, n_sinusoids]")
+        check_tensor(amplitudes, "amplitudes", 3, "[batch, n_frames, n_sinusoids]")
+        check_same_leading(frequencies, amplitudes, "frequencies", "amplitudes", 3)
     frequency_envelopes = resample_frames(frequencies, n_samples, "linear")
     amplitude_envelopes = resample_frames(amplitudes, n_samples, amp_resample_method)
     return oscillator_bank(
-        frequency_envelopes, amplitude_envelopes, sample_rate, initial_phase=initial_phase
+        frequency_envelopes,
+        amplitude_envelopes,
+        sample_rate,
+        initial_phase=initial_phase,
+        final_samples=final_samples,
     )
 
 
 def _exclusive_phase(
-    frequencies_hz: torch.Tensor, sample_rate: float, initial_phase: torch.Tensor | None
+    frequencies_hz: torch.Tensor,
+    sample_rate: float,
+    initial_phase: torch.Tensor | None,
+    final_samples: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Phase before each sample's advance (DDSP's exclusive cumsum), via accumulate_phase.
+    """Phase before each sample's advance (DDSP's exclusive cumsum), via accumulate_phase;
+    the final phase is after the advance of sample ``final_samples - 1`` (default the last).
 
     Shape: frequencies_hz [batch, n_samples] -> (phase [batch, n_samples], final_phase [batch, 1]).
     """
+    last = frequencies_hz.shape[1] if final_samples is None else final_samples
     delayed = F.pad(frequencies_hz[:, :-1], (1, 0))
-    phase, before_last = accumulate_phase(delayed, sample_rate, initial_phase)
-    last_step = frequencies_hz[:, -1:].double() * (TWO_PI / sample_rate)
-    return phase, torch.remainder(before_last + last_step, TWO_PI)
+    phase, before_last = accumulate_phase(delayed, sample_rate, initial_phase, last)
+    last_step = frequencies_hz[:, last - 1 : last].double() * (2.0 * math.pi / sample_rate)
+    return phase, torch.remainder(before_last + last_step, 2.0 * math.pi)
 
 
 def _linear_lookup(
@@ -101,7 +116,7 @@ def _wavetable_wave(tables: torch.Tensor, phase: torch.Tensor) -> torch.Tensor:
     -> [batch, n_samples].
     """
     batch, n_table_frames, n_wavetable = tables.shape
-    position = phase * (n_wavetable / TWO_PI)
+    position = phase * (n_wavetable / (2.0 * math.pi))
     if n_table_frames == 1:
         return _linear_lookup(tables, torch.zeros_like(position, dtype=torch.long), position)
     numbers = torch.arange(n_table_frames, dtype=torch.float64, device=tables.device)
@@ -123,6 +138,7 @@ def wavetable_synthesis(
     n_samples: int,
     sample_rate: float,
     initial_phase: torch.Tensor | None = None,
+    final_samples: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Monophonic wavetable oscillator (DDSP ``core.wavetable_synthesis``).
 
@@ -131,12 +147,25 @@ def wavetable_synthesis(
     ``initial_phase`` (radians; cycle position = phase / 2pi) on the first
     sample and advances by ``f / sample_rate`` cycles per sample. Amplitudes
     are upsampled with Hann windows, frequencies linearly, and time-varying
-    wavetables linearly from their own number of frames to ``n_samples``.
+    wavetables linearly from their own number of frames to ``n_samples``. The
+    final phase is taken after ``final_samples`` samples (default all).
 
     Shape: frequencies, amplitudes [batch, n_frames, 1], wavetables
     [batch, n_wavetable] or [batch, n_table_frames, n_wavetable], initial_phase
     [batch, 1] -> (audio [batch, n_samples], final_phase [batch, 1] float64).
     """
+    if not torch.jit.is_scripting():
+        _check_wavetable_inputs(frequencies, amplitudes, wavetables)
+    tables = wavetables if wavetables.dim() == 3 else wavetables[:, None]
+    amplitude_envelope = resample_frames(amplitudes, n_samples, "window")[..., 0]
+    frequency_envelope = resample_frames(frequencies, n_samples, "linear")[..., 0]
+    phase, final_phase = _exclusive_phase(
+        frequency_envelope, sample_rate, initial_phase, final_samples
+    )
+    return amplitude_envelope * _wavetable_wave(tables, phase), final_phase
+
+
+def _check_wavetable_inputs(frequencies: object, amplitudes: object, wavetables: object) -> None:
     check_single_channel(frequencies, "frequencies")
     check_single_channel(amplitudes, "amplitudes")
     check_tensor(
@@ -149,11 +178,6 @@ def wavetable_synthesis(
     check_same_leading(frequencies, wavetables, "frequencies", "wavetables", 1)
     if wavetables.shape[-1] == 0 or (wavetables.ndim == 3 and wavetables.shape[1] == 0):
         raise ValueError(f"wavetables must not be empty, found shape {tuple(wavetables.shape)}")
-    tables = wavetables if wavetables.ndim == 3 else wavetables[:, None]
-    amplitude_envelope = resample_frames(amplitudes, n_samples, "window")[..., 0]
-    frequency_envelope = resample_frames(frequencies, n_samples, "linear")[..., 0]
-    phase, final_phase = _exclusive_phase(frequency_envelope, sample_rate, initial_phase)
-    return amplitude_envelope * _wavetable_wave(tables, phase), final_phase
 
 
 def _rosenberg_pulse(
@@ -192,7 +216,7 @@ def _closure_residual(
     Shape: all [batch, n_samples] -> [batch, n_samples].
     """
     since = torch.remainder(cycle - open_quotient, 1.0)  # cycles since the last closure
-    step = step.clamp_min(_MIN_CYCLES_PER_SAMPLE)
+    step = step.clamp_min(1e-6)  # keeps the residual finite (and its grads) at f0 = 0
     after = 1.0 - (since / step).clamp_max(1.0)  # 1 - samples since closure, floored at 0
     before = 1.0 + ((since - 1.0) / step).clamp_min(-1.0)  # 1 - samples until closure
     if derivative:
@@ -211,6 +235,7 @@ def glottal_pulse_synthesis(
     derivative: bool = True,
     antialias: bool = True,
     initial_phase: torch.Tensor | None = None,
+    final_samples: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rosenberg glottal pulse train, the excitation of a source-filter voice.
 
@@ -228,25 +253,27 @@ def glottal_pulse_synthesis(
     Not band-limited: the closure is a step (derivative) or corner (flow) that
     aliases. ``antialias`` adds a two-sample polyBLEP / polyBLAMP residual at
     each closure, which removes most of that aliasing at negligible cost;
-    the smooth parts' harmonics above Nyquist still fold back, weakly.
+    the smooth parts' harmonics above Nyquist still fold back, weakly. The
+    final phase is taken after ``final_samples`` samples (default all).
 
     Shape: f0_hz, amplitudes, open_quotient, speed_quotient [batch, n_frames, 1],
     initial_phase [batch, 1] -> (audio [batch, n_samples], final_phase [batch, 1] float64).
     """
-    controls = {
-        "f0_hz": f0_hz,
-        "amplitudes": amplitudes,
-        "open_quotient": open_quotient,
-        "speed_quotient": speed_quotient,
-    }
-    for name, x in controls.items():
-        check_single_channel(x, name)
-        check_same_leading(f0_hz, x, "f0_hz", name, 2)
+    if not torch.jit.is_scripting():
+        controls = {
+            "f0_hz": f0_hz,
+            "amplitudes": amplitudes,
+            "open_quotient": open_quotient,
+            "speed_quotient": speed_quotient,
+        }
+        for name, x in controls.items():
+            check_single_channel(x, name)
+            check_same_leading(f0_hz, x, "f0_hz", name, 2)
     amplitude_envelope = resample_frames(amplitudes, n_samples, "window")[..., 0]
     shape_controls = torch.cat([f0_hz, open_quotient, speed_quotient], dim=-1)
     f0_envelope, oq, sq = resample_frames(shape_controls, n_samples, "linear").unbind(-1)
-    phase, final_phase = accumulate_phase(f0_envelope, sample_rate, initial_phase)
-    cycle = phase / TWO_PI
+    phase, final_phase = accumulate_phase(f0_envelope, sample_rate, initial_phase, final_samples)
+    cycle = phase / (2.0 * math.pi)
     fall = oq / (1.0 + sq)
     pulse = _rosenberg_pulse(cycle, oq - fall, fall, derivative)
     if antialias:

@@ -12,6 +12,8 @@ has no float64), then cast and copied. Framing pads with zeros:
 - ``same``: zeros at the end only (``tf.signal.stft(pad_end=True)``);
   ``n_frames = ceil(n_samples / hop_size)``.
 - ``valid``: no padding; ``n_frames = (n_samples - frame_size) // hop_size + 1``.
+
+A stream cuts the ``center`` frames block by block with :func:`take_ready_frames`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_choice, check_positive, check_tensor
+from ._checks import check_choice, check_positive, check_positive_int, check_tensor
 from .core import DB_RANGE, hz_to_mel, mel_to_hz, power_to_db, safe_log
 
 PADDINGS = ("center", "same", "valid")
@@ -30,11 +32,6 @@ AUDIO_SHAPE = "[batch, n_samples]"
 # IEC 61672 A-weighting poles (Hz), as librosa.A_weighting; +2 dB makes A(1 kHz) ~ 0 dB.
 _A_WEIGHTING_POLES_HZ = (12194.217, 20.598997, 107.65265, 737.86223)
 _A_WEIGHTING_OFFSET_DB = 2.0
-
-
-def _check_size(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, found {value!r}")
 
 
 def _pad_amounts(n_samples: int, frame_size: int, hop_size: int, padding: str) -> tuple[int, int]:
@@ -52,8 +49,8 @@ def frame_count(n_samples: int, frame_size: int, hop_size: int, padding: str = "
 
     Shape: scalars -> int.
     """
-    _check_size(frame_size, "frame_size")
-    _check_size(hop_size, "hop_size")
+    check_positive_int(frame_size, "frame_size")
+    check_positive_int(hop_size, "hop_size")
     check_choice(padding, "padding", PADDINGS)
     left, right = _pad_amounts(n_samples, frame_size, hop_size, padding)
     return (n_samples + left + right - frame_size) // hop_size + 1
@@ -78,12 +75,41 @@ def frame(
     return F.pad(audio, (left, right)).unfold(-1, frame_size, hop_size)
 
 
+def take_ready_frames(
+    buffer: torch.Tensor, frame_size: int, hop_size: int, final: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``'center'`` frames a stream's buffer completes, and the buffer left for the next.
+
+    ``buffer`` starts where the window of the next frame to emit starts: at
+    first the ``frame_size // 2`` zeros of the left padding, then the samples
+    as they arrive. Buffer frame ``j`` (centred on buffer sample ``j * hop_size
+    + frame_size // 2``) is ready once its window is complete and its hop has
+    arrived, so a stream emits exactly the ``n_samples // hop_size`` frames of
+    the offline analysis, each as soon as it can. ``final=True`` ends the
+    signal: every frame whose hop has arrived is ready, zeros past the end.
+    TorchScript-compatible.
+    Shape: buffer [batch, n_buffered] -> frames [batch, n_ready, frame_size]
+    (a view), rest [batch, n_buffered - n_ready * hop_size].
+    """
+    n_buffered = buffer.shape[-1]
+    n_ready = (n_buffered - frame_size // 2) // hop_size
+    if not final:
+        n_ready = min(n_ready, (n_buffered - frame_size) // hop_size + 1)
+    if n_ready <= 0:
+        return buffer.new_zeros(buffer.shape[0], 0, frame_size), buffer
+    missing = (n_ready - 1) * hop_size + frame_size - n_buffered  # > 0 only when final
+    padded = F.pad(buffer, (0, missing)) if missing > 0 else buffer
+    frames = padded.unfold(-1, frame_size, hop_size).narrow(1, 0, n_ready)
+    used = n_ready * hop_size
+    return frames, buffer.narrow(1, used, n_buffered - used)
+
+
 def hann_window(n_fft: int, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
     """Periodic Hann window, ``0.5 - 0.5 cos(2 pi n / n_fft)``.
 
     Shape: -> [n_fft].
     """
-    _check_size(n_fft, "n_fft")
+    check_positive_int(n_fft, "n_fft")
     return torch.hann_window(n_fft, periodic=True, dtype=dtype, device=device)
 
 
@@ -116,7 +142,7 @@ def stft(
     dtype and device.
     Shape: audio [batch, n_samples] -> complex [batch, n_frames, n_fft // 2 + 1].
     """
-    _check_size(n_fft, "n_fft")
+    check_positive_int(n_fft, "n_fft")
     hop_size = n_fft // 4 if hop_size is None else hop_size
     frames = frame(audio, n_fft, hop_size, padding)
     return torch.fft.rfft(frames * _resolve_window(window, n_fft, audio), dim=-1)
@@ -149,7 +175,7 @@ def fft_frequencies(
     Shape: -> [n_fft // 2 + 1].
     """
     check_positive(sample_rate, "sample_rate")
-    _check_size(n_fft, "n_fft")
+    check_positive_int(n_fft, "n_fft")
     return torch.arange(n_fft // 2 + 1, dtype=dtype, device=device) * (sample_rate / n_fft)
 
 
@@ -189,7 +215,7 @@ def mel_filterbank(
     Shape: -> [n_fft // 2 + 1, n_mels].
     """
     check_positive(sample_rate, "sample_rate")
-    _check_size(n_mels, "n_mels")
+    check_positive_int(n_mels, "n_mels")
     fmax = sample_rate / 2.0 if fmax is None else fmax
     if not 0.0 <= fmin < fmax:
         raise ValueError(f"mel filters need 0 <= fmin < fmax, found fmin={fmin}, fmax={fmax}")
@@ -256,8 +282,8 @@ def dct_matrix(
 
     Shape: -> [n_in, n_out]; ``x @ dct_matrix`` transforms the last axis of x.
     """
-    _check_size(n_in, "n_in")
-    _check_size(n_out, "n_out")
+    check_positive_int(n_in, "n_in")
+    check_positive_int(n_out, "n_out")
     n = torch.arange(n_in, dtype=torch.float64)[:, None]
     k = torch.arange(n_out, dtype=torch.float64)
     basis = torch.cos(math.pi * k * (2.0 * n + 1.0) / (2.0 * n_in)) * math.sqrt(2.0 / n_in)
@@ -286,7 +312,7 @@ def mfcc(
     input, which would couple the examples of a batch.
     Shape: audio [batch, n_samples] -> [batch, n_frames, n_mfcc].
     """
-    _check_size(n_mfcc, "n_mfcc")
+    check_positive_int(n_mfcc, "n_mfcc")
     if n_mfcc > n_mels:
         raise ValueError(f"n_mfcc must be at most n_mels={n_mels}, found {n_mfcc}")
     mel = mel_spectrogram(
@@ -336,11 +362,41 @@ def compute_loudness(
     with 2048. ``frame_rate`` must divide ``sample_rate``.
     Shape: audio [batch, n_samples] -> [batch, n_frames].
     """
-    hop_size = frame_hop_size(sample_rate, frame_rate)
-    power = _power(stft(audio, n_fft, hop_size, padding, window))
+    check_positive_int(n_fft, "n_fft")
+    frames = frame(audio, n_fft, frame_hop_size(sample_rate, frame_rate), padding)
+    weights = loudness_weights(sample_rate, n_fft, audio.dtype, audio.device)
+    window = _resolve_window(window, n_fft, audio)
+    return frames_loudness_db(frames, window, weights, ref_db, range_db)
+
+
+def loudness_weights(
+    sample_rate: float, n_fft: int, dtype: torch.dtype = torch.float32, device=None
+) -> torch.Tensor:
+    """A-weighting as power gains over the number of bins: ``power @ weights`` is the
+    mean A-weighted power of :func:`compute_loudness`.
+
+    Shape: -> [n_fft // 2 + 1].
+    """
     weighting_db = a_weighting_db(fft_frequencies(sample_rate, n_fft))
     weights = torch.pow(10.0, weighting_db / 10.0) / weighting_db.shape[0]
-    weights = weights.to(device=audio.device, dtype=audio.dtype)
+    return weights.to(device=device, dtype=dtype)
+
+
+def frames_loudness_db(
+    frames: torch.Tensor,
+    window: torch.Tensor,
+    weights: torch.Tensor,
+    ref_db: float = 0.0,
+    range_db: float = DB_RANGE,
+) -> torch.Tensor:
+    """The kernel of :func:`compute_loudness` on frames already cut: A-weighted power in dB.
+
+    ``weights`` from :func:`loudness_weights`. TorchScript-compatible.
+    Shape: frames [..., n_fft], window [n_fft], weights [n_fft // 2 + 1] -> [...].
+    """
+    if frames.numel() == 0:  # MKL's FFT refuses empty batches; a stream often has no frame yet
+        return frames.new_zeros(frames.shape[:-1])
+    power = _power(torch.fft.rfft(frames * window, dim=-1))
     return power_to_db(power @ weights, ref_db=ref_db, range_db=range_db)
 
 

@@ -1,7 +1,31 @@
-"""Models: DDSP's RNN decoder, MFCC z encoder and the autoencoder that joins them to the synth."""
+"""Models: DDSP's RNN decoder, MFCC z encoder, the autoencoder that joins them to the synth,
+and trained models by name or path."""
 
 from .autoencoder import Autoencoder, synthesis_config
 from .decoder import RnnFcDecoder, fc_stack
 from .encoder import MfccEncoder
+from .saved import export_model, load_checkpoint
+from .trained import (
+    DatasetStatistics,
+    TrainedModel,
+    available_models,
+    example_input,
+    load_model,
+    user_models_dir,
+)
 
-__all__ = ["Autoencoder", "MfccEncoder", "RnnFcDecoder", "fc_stack", "synthesis_config"]
+__all__ = [
+    "Autoencoder",
+    "DatasetStatistics",
+    "MfccEncoder",
+    "RnnFcDecoder",
+    "TrainedModel",
+    "available_models",
+    "example_input",
+    "export_model",
+    "fc_stack",
+    "load_checkpoint",
+    "load_model",
+    "synthesis_config",
+    "user_models_dir",
+]

@@ -58,6 +58,8 @@ class Autoencoder(nn.Module):
     ``hop = sample_rate / frame_rate``.
     """
 
+    __jit_unused_properties__ = ["stream_latency"]
+
     def __init__(self, model_config: ModelConfig, sample_rate: int, frame_rate: int):
         super().__init__()
         config = model_config
@@ -92,6 +94,7 @@ class Autoencoder(nn.Module):
         """Audio samples rendered for ``n_frames`` frames of controls."""
         return n_frames * self.hop_size
 
+    @torch.jit.unused
     def forward(self, features: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Render audio from f0 and loudness (and the audio's MFCCs when z_dims > 0).
 
@@ -105,6 +108,59 @@ class Autoencoder(nn.Module):
         raw, _ = self.decoder(f0_hz, loudness_db, z)
         outputs = self._synthesize({**raw, "f0_hz": f0_hz})
         return outputs if z is None else {**outputs, "z": z}
+
+    @torch.jit.export
+    def init_state(
+        self,
+        batch_size: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | None = None,
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """Stream state: the synthesis DAG's node states and the decoder's (key ``decoder``)."""
+        if not torch.jit.is_scripting():
+            self._check_streamable()
+        state = self.synth.init_state(batch_size, dtype, device)
+        state["decoder"] = self.decoder.init_state(batch_size, dtype, device)
+        return state
+
+    @torch.jit.export
+    def forward_stream(
+        self,
+        f0_hz: torch.Tensor,
+        loudness_db: torch.Tensor,
+        state: dict[str, dict[str, torch.Tensor]],
+        final: bool = False,
+        gains: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+        """Render new frames of f0 and loudness as they arrive (no z encoder).
+
+        The decoder's hidden state and every synthesis node's state are
+        carried, so the blocks join into what one call renders; ``final``
+        ends the stream and ``gains`` scale nodes' contributions (see
+        :meth:`ProcessorGroup.forward_stream`). Returns the signals by
+        ``<node>/signal``, the DAG's output under ``audio``.
+        Shape: f0_hz, loudness_db [batch, n_new_frames, 1] -> {key [batch, n_out]}.
+        """
+        raw, decoder_state = self.decoder.forward_stream(f0_hz, loudness_db, state["decoder"])
+        raw["f0_hz"] = f0_hz
+        signals, new_state = self.synth.forward_stream(raw, state, final, gains)
+        signals["audio"] = signals[self.synth.output]
+        new_state["decoder"] = decoder_state
+        return signals, new_state
+
+    @property
+    def stream_latency(self) -> int:
+        """Samples the streamed audio lags behind the frames pushed in."""
+        return self.synth.stream_lag({**self.decoder.output_sizes, "f0_hz": 1})
+
+    def _check_streamable(self) -> None:
+        if self.encoder is not None:
+            raise ValueError(
+                "streaming needs a model without a z encoder (z_dims = 0), found z_dims="
+                f"{self.config.z_dims}: z is computed from the audio being synthesised"
+            )
+        if "decoder" in self.synth.processors:
+            raise ValueError("a synthesis node named 'decoder' clashes with the decoder's state")
 
     def loss(
         self, features: Mapping[str, torch.Tensor], outputs: Mapping[str, torch.Tensor]
@@ -150,6 +206,29 @@ class Autoencoder(nn.Module):
                 f"samples to match f0_hz, found shape {tuple(audio.shape)}"
             )
         return audio
+
+
+@torch.no_grad()
+def render_in_blocks(
+    model: Autoencoder, f0_hz: torch.Tensor, loudness_db: torch.Tensor, block_frames: int = 1000
+) -> torch.Tensor:
+    """Render a whole input by streaming it ``block_frames`` at a time: bounded memory, and
+    the same audio as one call (counter-based noise, carried state).
+
+    Shape: f0_hz, loudness_db [batch, n_frames] -> [batch, n_frames * hop].
+    """
+    if isinstance(block_frames, bool) or not isinstance(block_frames, int) or block_frames < 1:
+        raise ValueError(f"block_frames must be a positive integer, found {block_frames!r}")
+    dtype = model.decoder.dense_out.weight.dtype
+    f0_hz, loudness_db = (x.to(dtype)[..., None] for x in (f0_hz, loudness_db))
+    state = model.init_state(f0_hz.shape[0], dtype, f0_hz.device)
+    pieces = []
+    for lo in range(0, f0_hz.shape[1], block_frames):
+        block = slice(lo, lo + block_frames)
+        signals, state = model.forward_stream(f0_hz[:, block], loudness_db[:, block], state)
+        pieces.append(signals["audio"])
+    signals, _ = model.forward_stream(f0_hz[:, :0], loudness_db[:, :0], state, final=True)
+    return torch.cat([*pieces, signals["audio"]], dim=1)
 
 
 def _frame_feature(features: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:

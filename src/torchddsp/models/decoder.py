@@ -84,26 +84,71 @@ class RnnFcDecoder(nn.Module):
         Shape: see the class.
         """
         inputs = self._scaled_inputs(f0_hz, loudness_db, z)
-        stacked = [stack(x) for stack, x in zip(self.input_stacks, inputs, strict=True)]
+        stacked: list[torch.Tensor] = []
+        for index, stack in enumerate(self.input_stacks):
+            stacked.append(stack(inputs[index]))
         rnn_out, hidden = self.gru(torch.cat(stacked, dim=-1), hidden)
-        x = self.output_stack(torch.cat([*stacked, rnn_out], dim=-1))
+        stacked.append(rnn_out)
+        x = self.output_stack(torch.cat(stacked, dim=-1))
         parts = self.dense_out(x).split(list(self.output_sizes.values()), dim=-1)
-        return dict(zip(self.output_sizes, parts, strict=True)), hidden
+        controls: dict[str, torch.Tensor] = {}
+        for index, name in enumerate(self.output_sizes.keys()):
+            controls[name] = parts[index]
+        return controls, hidden
+
+    @torch.jit.export
+    def init_state(
+        self,
+        batch_size: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The GRU's hidden state before the first frame.
+
+        Shape: -> {hidden [1, batch, gru_units]}.
+        """
+        hidden = torch.zeros(1, batch_size, self.gru.hidden_size, dtype=dtype, device=device)
+        return {"hidden": hidden}
+
+    @torch.jit.export
+    def forward_stream(
+        self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, state: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Raw controls of new frames, the hidden state carried (no z).
+
+        Shape: f0_hz, loudness_db [batch, n_new_frames, 1] -> {control
+        [batch, n_new_frames, channels]}.
+        """
+        if f0_hz.shape[1] == 0:  # a GRU takes no empty sequence
+            empty = f0_hz.new_zeros(f0_hz.shape[0], 0, 1)
+            controls: dict[str, torch.Tensor] = {}
+            for name, size in self.output_sizes.items():
+                controls[name] = empty.expand(-1, -1, size)
+            return controls, state
+        controls, hidden = self.forward(f0_hz, loudness_db, None, state["hidden"])
+        return controls, {"hidden": hidden}
 
     def _scaled_inputs(
         self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, z: torch.Tensor | None
     ) -> list[torch.Tensor]:
         """DDSP's preprocessing (``ld_scaled``, ``f0_scaled``) and z, shapes checked."""
+        if not torch.jit.is_scripting():
+            self._check_inputs(f0_hz, loudness_db, z)
+        inputs = [scale_db(loudness_db), scale_f0_hz(f0_hz)]
+        if z is not None:
+            inputs.append(z)
+        return inputs
+
+    @torch.jit.unused
+    def _check_inputs(self, f0_hz, loudness_db, z) -> None:
         check_single_channel(f0_hz, "f0_hz")
         check_single_channel(loudness_db, "loudness_db")
         check_same_leading(f0_hz, loudness_db, "f0_hz", "loudness_db", 2)
-        inputs = [scale_db(loudness_db), scale_f0_hz(f0_hz)]
         if self.z_dims == 0:
             if z is not None:
                 raise ValueError("z was given but this decoder has z_dims=0; build it with z_dims")
-            return inputs
+            return
         shape = f"[batch, n_frames, z_dims={self.z_dims}]"
         check_tensor(z, "z", 3, shape)
         if z.shape[-1] != self.z_dims or z.shape[:2] != f0_hz.shape[:2]:
             raise ValueError(f"z must have shape {shape} like f0_hz, found {tuple(z.shape)}")
-        return [*inputs, z]

@@ -11,7 +11,7 @@ from .crepe import (
 )
 from .viterbi import BandedTransition, crepe_transition, viterbi_decode
 from .yin import (
-    YinStream,
+    Yin,
     cumulative_mean_normalized_difference,
     default_frame_size,
     difference_function,
@@ -29,7 +29,7 @@ __all__ = [
     "local_average_cents",
     "normalize_frames",
     "viterbi_decode",
-    "YinStream",
+    "Yin",
     "cumulative_mean_normalized_difference",
     "default_frame_size",
     "difference_function",

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
-from ..functional._checks import check_choice, check_positive, check_tensor
+from ..functional._checks import check_choice, check_positive, check_positive_int, check_tensor
 from .viterbi import crepe_transition, viterbi_decode
 
 SAMPLE_RATE = 16000
@@ -260,11 +260,6 @@ def _pretrained_folded(capacity: str, device: torch.device) -> FoldedCrepe:
     return Crepe.from_pretrained(capacity).folded().to(device)
 
 
-def _check_count(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, found {value!r}")
-
-
 def _resample_to_model_rate(audio: torch.Tensor, sample_rate: float) -> torch.Tensor:
     """``audio`` at 16 kHz, by soxr on the host (its one-shot call compensates its delay)."""
     if sample_rate == SAMPLE_RATE:
@@ -311,10 +306,10 @@ def crepe_activations(
     """
     check_tensor(audio, "audio", 2, AUDIO_SHAPE)
     check_positive(sample_rate, "sample_rate")
-    _check_count(hop_size, "hop_size")
+    check_positive_int(hop_size, "hop_size")
     check_choice(capacity, "capacity", tuple(CAPACITIES))
     batch_frames = _BATCH_FRAMES[capacity] if batch_frames is None else batch_frames
-    _check_count(batch_frames, "batch_frames")
+    check_positive_int(batch_frames, "batch_frames")
     batch, n_frames = audio.shape[0], audio.shape[-1] // hop_size
     activations = audio.new_zeros(batch, n_frames, N_BINS)
     if n_frames == 0:

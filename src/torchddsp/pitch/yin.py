@@ -31,20 +31,31 @@ confidence, so threshold the confidence to decide voicing.
 Framing: ``n_frames = n_samples // hop_size`` (a partial last hop gives no
 frame), and frame ``i`` is centred on sample ``i * hop_size``: samples
 ``[i * hop_size - frame_size // 2, i * hop_size + frame_size - frame_size // 2)``,
-zeros outside the signal. :class:`YinStream` gives the same frames block by
-block, each ``latency_samples`` after its centre sample.
+zeros outside the signal. :meth:`Yin.forward_stream` gives the same frames
+block by block, each ``latency_samples`` after its centre sample.
+
+:class:`Yin` holds the validated sizes and is TorchScript-compatible (offline
+and streaming), so a live model exports with it; :func:`yin` is its functional
+entry point.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import scipy.fft
 import torch
 import torch.nn.functional as F
+from torch import nn
 
-from ..functional._checks import check_positive, check_tensor
+from ..functional._checks import (
+    check_positive,
+    check_positive_int,
+    check_stream_state,
+    check_tensor,
+)
+from ..functional.spectral import take_ready_frames
 
 AUDIO_SHAPE = "[batch, n_samples]"
 # 40 Hz (below the double bass's E1 and the lowest sung notes) to 2 kHz (violin
@@ -56,19 +67,11 @@ DEFAULT_THRESHOLD = 0.15
 # Samples per batch of frames: bounds the intermediates (tens of MB) for
 # inputs of any length, in batches still large enough to be fast.
 _CHUNK_ELEMENTS = 1 << 21
-# Half-width of the parabola fit, as a fraction of the period per unit of d'
-# at the valley's floor (a tenth at 10 dB SNR, where d' ~ 0.1; one lag, i.e.
-# three points, on clean tones), and at most a tenth of the period.
-_FIT_SCALE = 1.0
+# Largest half-width of the parabola fit, as a fraction of the period.
 _FIT_MAX_FRACTION = 0.1
 # Largest multiple of the period refined on: small enough that the first
 # estimate's error times it stays well under a sample.
 _MAX_MULTIPLE = 4
-
-
-def _check_size(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive integer, found {value!r}")
 
 
 def default_frame_size(sample_rate: float, f0_min_hz: float = DEFAULT_F0_MIN_HZ) -> int:
@@ -91,63 +94,20 @@ def _max_lag(sample_rate: float, f0_min_hz: float) -> int:
     return math.ceil(sample_rate / f0_min_hz)
 
 
-@dataclass(frozen=True)
-class _Lags:
-    """Validated analysis sizes shared by the offline and streaming paths."""
-
-    sample_rate: float
-    hop_size: int
-    frame_size: int
-    min_lag: int
-    max_lag: int
-    f0_min_hz: float
-    f0_max_hz: float
-    threshold: float
-
-
-def _resolve(
-    sample_rate: float,
-    hop_size: int,
-    f0_min_hz: float,
-    f0_max_hz: float,
-    frame_size: int | None,
-    threshold: float,
-) -> _Lags:
-    check_positive(sample_rate, "sample_rate")
-    _check_size(hop_size, "hop_size")
-    check_positive(f0_min_hz, "f0_min_hz")
-    if not f0_min_hz < f0_max_hz <= sample_rate / 4.0:
-        raise ValueError(
-            f"need 0 < f0_min_hz < f0_max_hz <= sample_rate / 4 = {sample_rate / 4.0}, "
-            f"found f0_min_hz={f0_min_hz}, f0_max_hz={f0_max_hz}"
-        )
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be in [0, 1], found {threshold}")
-    max_lag = _max_lag(sample_rate, f0_min_hz)
-    if frame_size is None:
-        frame_size = default_frame_size(sample_rate, f0_min_hz)
-    _check_size(frame_size, "frame_size")
-    if frame_size < 2 * max_lag + 2:
-        raise ValueError(
-            f"frame_size must hold two periods of f0_min_hz={f0_min_hz} "
-            f"(at least {2 * max_lag + 2} samples), found {frame_size}"
-        )
-    min_lag = math.floor(sample_rate / f0_max_hz)
-    return _Lags(
-        sample_rate, hop_size, frame_size, min_lag, max_lag, f0_min_hz, f0_max_hz, threshold
-    )
-
-
 def difference_function(frames: torch.Tensor, max_lag: int) -> torch.Tensor:
     """YIN's ``d(tau)``, averaged over the ``frame_size - tau`` overlapping pairs.
 
     Shape: frames [..., frame_size] -> [..., max_lag + 1] (lags 0..max_lag).
     """
+    # An FFT this long does not wrap lags up to max_lag around.
+    return _difference(frames, max_lag, _fft_size(frames.shape[-1] + max_lag))
+
+
+def _difference(frames: torch.Tensor, max_lag: int, n_fft: int) -> torch.Tensor:
     frame_size = frames.shape[-1]
-    n_fft = _fft_size(frame_size + max_lag)  # no circular wrap of lags up to max_lag
     x = frames - frames.mean(-1, keepdim=True)  # exact for d, and spares float32 precision
     spectrum = torch.fft.rfft(x, n=n_fft)
-    power = spectrum.real.square() + spectrum.imag.square()
+    power = torch.view_as_real(spectrum).square().sum(-1)
     autocorrelation = torch.fft.irfft(power, n=n_fft)[..., : max_lag + 1]
     squares = x.square()
     total = squares.sum(-1, keepdim=True)
@@ -166,30 +126,38 @@ def cumulative_mean_normalized_difference(difference: torch.Tensor) -> torch.Ten
     """
     lags = torch.arange(difference.shape[-1], dtype=difference.dtype, device=difference.device)
     running_sum = difference.cumsum(-1)
-    energetic = running_sum > torch.finfo(difference.dtype).tiny
-    ones = torch.ones_like(difference)
-    normalised = difference * lags / torch.where(energetic, running_sum, ones)
-    cmnd = torch.where(energetic, normalised, ones)
+    energetic = running_sum > _smallest_normal(difference.dtype)
+    normalised = difference * lags / torch.where(energetic, running_sum, 1.0)
+    cmnd = torch.where(energetic, normalised, 1.0)
     cmnd[..., 0] = 1.0
     return cmnd
 
 
+def _smallest_normal(dtype: torch.dtype) -> float:
+    """``torch.finfo(dtype).tiny`` of float64, else of float32: torch.finfo does not script."""
+    return 2.2250738585072014e-308 if dtype == torch.float64 else 1.1754943508222875e-38
+
+
 def _choose_lag(
-    difference: torch.Tensor, cmnd: torch.Tensor, lags: _Lags
+    difference: torch.Tensor,
+    cmnd: torch.Tensor,
+    min_lag: int,
+    max_lag: int,
+    threshold: float,
+    max_multiple: int = _MAX_MULTIPLE,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sub-sample lag and its ``d'`` for each frame (steps 3 and 4)."""
-    index = _first_valley_minimum(cmnd[..., lags.min_lag : lags.max_lag + 1], lags.threshold)
-    lag = index + lags.min_lag
+    lag = _first_valley_minimum(cmnd[..., min_lag : max_lag + 1], threshold) + min_lag
     value = cmnd.gather(-1, lag)
-    half_width = _fit_half_widths(lag, value)
-    period = lag + _parabola_vertex(difference, lag, half_width)
+    window = _parabola_window(_fit_half_widths(lag, value), difference.dtype)
+    period = lag + _parabola_vertex(difference, lag, window)
     # Refine on the valley at a multiple of the period: the same sub-sample
     # error, divided by the multiple (it matters for short periods).
-    multiple = (lags.max_lag / period).floor().clamp(1, _MAX_MULTIPLE)
+    multiple = (max_lag / period).floor().clamp(1, max_multiple)
     guess = (period * multiple).round().long()
-    nearby = torch.cat([guess - 1, guess, guess + 1], dim=-1).clamp(1, lags.max_lag)
+    nearby = (guess + torch.arange(-1, 2, device=guess.device)).clamp(1, max_lag)
     multiple_lag = nearby.gather(-1, difference.gather(-1, nearby).argmin(-1, keepdim=True))
-    shift = _parabola_vertex(difference, multiple_lag, half_width)
+    shift = _parabola_vertex(difference, multiple_lag, window)
     return ((multiple_lag + shift) / multiple).squeeze(-1), value.squeeze(-1)
 
 
@@ -210,105 +178,92 @@ def _first_valley_minimum(cmnd: torch.Tensor, threshold: float) -> torch.Tensor:
     rises = F.pad((cmnd > deepest + 2.0 * threshold) & (positions > start), (0, 1), value=True)
     end = rises.to(torch.uint8).argmax(-1, keepdim=True)
     in_valley = (positions >= start) & (positions < end)
-    return cmnd.masked_fill(~in_valley, math.inf).argmin(-1, keepdim=True)
+    return torch.where(in_valley, cmnd, math.inf).argmin(-1, keepdim=True)
 
 
-def _fit_half_widths(period: torch.Tensor, cmnd: torch.Tensor) -> torch.Tensor:
+def _fit_half_widths(
+    period: torch.Tensor, cmnd: torch.Tensor, max_fraction: float = _FIT_MAX_FRACTION
+) -> torch.Tensor:
     """Half-width of the parabola fit: wider as ``d'`` says the frame is noisier.
 
     Three points are least biased on a clean tone's valley; noise calls for
     more points (``d'`` at the valley's floor grows with the noise). The
-    valley is a fraction of a period wide, whichever multiple it is at.
+    half-width is the fraction ``d'`` of the period (a tenth at 10 dB SNR,
+    where ``d' ~ 0.1``; one lag, i.e. three points, on clean tones), at most
+    ``max_fraction`` of it: the valley is a fraction of a period wide,
+    whichever multiple it is at.
     """
-    widest = (period * _FIT_MAX_FRACTION).floor().clamp_min(1)
-    return torch.minimum((period * cmnd * _FIT_SCALE).round().clamp_min(1), widest).long()
+    widest = (period * max_fraction).floor().clamp_min(1)
+    return torch.minimum((period * cmnd).round().clamp_min(1), widest).long()
+
+
+class _ParabolaWindow(NamedTuple):
+    """The weighted window of the parabola fit: what every fit with these half-widths shares."""
+
+    offsets: torch.Tensor  # -widest..widest, int64 [n_offsets]
+    k: torch.Tensor  # the offsets in the values' dtype, and their squares
+    k_sq: torch.Tensor
+    weights: torch.Tensor  # triangular, 0 beyond each frame's half-width [..., n_offsets]
+    s0: torch.Tensor  # sum w and sum w k^2 [..., 1]
+    s2: torch.Tensor
+    determinant: torch.Tensor  # s0 s4 - s2^2 of the normal equations
+    limit: torch.Tensor  # the half-width in the values' dtype
+
+
+def _parabola_window(half_width: torch.Tensor, dtype: torch.dtype) -> _ParabolaWindow:
+    widest = int(half_width.max())
+    offsets = torch.arange(-widest, widest + 1, device=half_width.device)
+    k = offsets.to(dtype)
+    k_sq = k.square()  # integers: exact, as are their squares
+    limit = half_width.to(dtype)
+    weights = (1.0 - k.abs() / (limit + 1.0)).clamp_min(0.0)
+    s0 = weights.sum(-1, keepdim=True)
+    s2 = (weights * k_sq).sum(-1, keepdim=True)
+    s4 = (weights * k_sq.square()).sum(-1, keepdim=True)
+    return _ParabolaWindow(offsets, k, k_sq, weights, s0, s2, s0 * s4 - s2.square(), limit)
 
 
 def _parabola_vertex(
-    values: torch.Tensor, centre: torch.Tensor, half_width: torch.Tensor
+    values: torch.Tensor, centre: torch.Tensor, window: _ParabolaWindow
 ) -> torch.Tensor:
     """Offset from ``centre`` of the least-squares parabola's minimum over ``centre +- half_width``.
 
     More points than YIN's three average out noise on the flat valleys of low
     f0s; the window is symmetric, so odd moments vanish. The offset is clipped
     to the window, and 0 where the fit is not convex.
-    Shape: values [..., n_lags], centre, half_width [..., 1] -> [..., 1].
+    Shape: values [..., n_lags], centre [..., 1] -> [..., 1].
     """
-    widest = int(half_width.max())
-    offsets = torch.arange(-widest, widest + 1, device=values.device)
-    k = offsets.to(values.dtype)
-    weights = (1.0 - k.abs() / (half_width.to(values.dtype) + 1.0)).clamp_min(0.0)
     # Past either end of the lags, the edge value: a rare, slightly biased fit.
-    positions = (centre + offsets).clamp(0, values.shape[-1] - 1)
-    y = values.gather(-1, positions) * weights
-    s0, s2, s4 = ((weights * k**p).sum(-1, keepdim=True) for p in (0, 2, 4))
-    t0, t1, t2 = ((y * k**p).sum(-1, keepdim=True) for p in (0, 1, 2))
-    slope = t1 / s2
-    curvature = (s0 * t2 - s2 * t0) / (s0 * s4 - s2.square())
+    positions = (centre + window.offsets).clamp(0, values.shape[-1] - 1)
+    y = values.gather(-1, positions) * window.weights
+    t0 = y.sum(-1, keepdim=True)
+    t1 = (y * window.k).sum(-1, keepdim=True)
+    t2 = (y * window.k_sq).sum(-1, keepdim=True)
+    slope = t1 / window.s2
+    curvature = (window.s0 * t2 - window.s2 * t0) / window.determinant
     convex = curvature > 0.0
-    shift = -0.5 * slope / torch.where(convex, curvature, torch.ones_like(curvature))
-    limit = half_width.to(values.dtype)
-    return torch.where(convex, shift, torch.zeros_like(shift)).clamp(-limit, limit)
+    shift = -0.5 * slope / torch.where(convex, curvature, 1.0)
+    return torch.where(convex, shift, 0.0).clamp(-window.limit, window.limit)
 
 
-def _track_frames(frames: torch.Tensor, lags: _Lags) -> tuple[torch.Tensor, torch.Tensor]:
-    difference = difference_function(frames, lags.max_lag + 1)
-    lag, value = _choose_lag(difference, cumulative_mean_normalized_difference(difference), lags)
-    f0_hz = (lags.sample_rate / lag).clamp(lags.f0_min_hz, lags.f0_max_hz)
-    return f0_hz, (1.0 - value).clamp(0.0, 1.0)
-
-
-def _track_buffer(
-    buffer: torch.Tensor, n_frames: int, lags: _Lags
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """f0 and confidence of the first ``n_frames`` frames of ``buffer``, zeros past its end."""
-    if n_frames <= 0:
-        empty = buffer.new_zeros(buffer.shape[0], 0)
-        return empty, empty.clone()
-    hop_size, frame_size = lags.hop_size, lags.frame_size
-    right = max(0, (n_frames - 1) * hop_size + frame_size - buffer.shape[-1])
-    frames = F.pad(buffer, (0, right)).unfold(-1, frame_size, hop_size)[:, :n_frames]
-    chunk = max(1, _CHUNK_ELEMENTS // (buffer.shape[0] * 2 * frame_size))
-    tracks = [_track_frames(part, lags) for part in frames.split(chunk, dim=1)]
-    return torch.cat([t[0] for t in tracks], dim=1), torch.cat([t[1] for t in tracks], dim=1)
-
-
-def yin(
-    audio: torch.Tensor,
-    sample_rate: float,
-    hop_size: int,
-    f0_min_hz: float = DEFAULT_F0_MIN_HZ,
-    f0_max_hz: float = DEFAULT_F0_MAX_HZ,
-    frame_size: int | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """f0 in Hz and confidence in [0, 1] of each frame, by YIN (see the module notes).
+class Yin(nn.Module):
+    """YIN tracker (see the module notes), offline and streaming; TorchScript-compatible.
 
     ``frame_size`` defaults to :func:`default_frame_size` (two periods of
     ``f0_min_hz``, e.g. 802 samples = 50 ms at 16 kHz); ``threshold`` is how far
     above the frame's deepest dip of ``d'`` an earlier dip may be and still win
     (YIN's absolute threshold when the deepest is ~0). f0 lies in
-    ``[f0_min_hz, f0_max_hz]``; frame ``i`` is centred on sample ``i * hop_size``,
-    zeros outside the signal. Computes in the audio's dtype (float32 or float64;
-    float32 is fast and accurate to well under a cent).
-    Shape: audio [batch, n_samples] -> f0_hz, confidence [batch, n_samples // hop_size].
-    """
-    check_tensor(audio, "audio", 2, AUDIO_SHAPE)
-    lags = _resolve(sample_rate, hop_size, f0_min_hz, f0_max_hz, frame_size, threshold)
-    buffer = F.pad(audio, (lags.frame_size // 2, 0))
-    return _track_buffer(buffer, audio.shape[-1] // hop_size, lags)
+    ``[f0_min_hz, f0_max_hz]``. Computes in the audio's dtype (float32 or
+    float64; float32 is fast and accurate to well under a cent).
 
-
-class YinStream:
-    """:func:`yin` on audio that arrives in blocks, with explicit state.
-
-    The state is the tail of the (left zero-padded) signal that later frames
-    still need, ``[batch, n_buffered]``. :meth:`forward_stream` emits each frame
-    as soon as its window is complete and its hop has arrived: frame ``i``
-    (centred on sample ``i * hop_size``) comes out once ``i * hop_size +
-    latency_samples`` samples have been fed. :meth:`flush` ends the signal and
-    emits the remaining frames, zero-padded as offline. The frames emitted over
-    a whole stream are exactly those of :func:`yin` on the whole signal.
+    Streaming: the state is the tail of the (left zero-padded) signal that
+    later frames still need, ``{"buffer": [batch, n_buffered]}``.
+    :meth:`forward_stream` emits each frame as soon as its window is complete
+    and its hop has arrived (:func:`~torchddsp.functional.spectral.take_ready_frames`):
+    frame ``i`` comes out once ``i * hop_size + latency_samples`` samples have
+    been fed. :meth:`flush` ends the signal and emits the remaining frames,
+    zero-padded as offline. The frames of a whole stream are those of
+    :meth:`forward` on the whole signal.
     """
 
     def __init__(
@@ -320,65 +275,134 @@ class YinStream:
         frame_size: int | None = None,
         threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
-        self._lags = _resolve(sample_rate, hop_size, f0_min_hz, f0_max_hz, frame_size, threshold)
-
-    @property
-    def hop_size(self) -> int:
-        return self._lags.hop_size
-
-    @property
-    def frame_size(self) -> int:
-        return self._lags.frame_size
+        super().__init__()
+        check_positive(sample_rate, "sample_rate")
+        check_positive_int(hop_size, "hop_size")
+        check_positive(f0_min_hz, "f0_min_hz")
+        if not f0_min_hz < f0_max_hz <= sample_rate / 4.0:
+            raise ValueError(
+                f"need 0 < f0_min_hz < f0_max_hz <= sample_rate / 4 = {sample_rate / 4.0}, "
+                f"found f0_min_hz={f0_min_hz}, f0_max_hz={f0_max_hz}"
+            )
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], found {threshold}")
+        max_lag = _max_lag(sample_rate, f0_min_hz)
+        if frame_size is None:
+            frame_size = default_frame_size(sample_rate, f0_min_hz)
+        check_positive_int(frame_size, "frame_size")
+        if frame_size < 2 * max_lag + 2:
+            raise ValueError(
+                f"frame_size must hold two periods of f0_min_hz={f0_min_hz} "
+                f"(at least {2 * max_lag + 2} samples), found {frame_size}"
+            )
+        self.sample_rate = float(sample_rate)
+        self.hop_size = hop_size
+        self.frame_size = frame_size
+        self.f0_min_hz = float(f0_min_hz)
+        self.f0_max_hz = float(f0_max_hz)
+        self.threshold = float(threshold)
+        self.min_lag = math.floor(sample_rate / f0_max_hz)
+        self.max_lag = max_lag
+        # d is computed up to max_lag + 1: the parabola around max_lag needs its neighbour.
+        self.fft_size = _fft_size(frame_size + max_lag + 1)
+        self.chunk_elements = _CHUNK_ELEMENTS
 
     @property
     def latency_samples(self) -> int:
         """Samples after a frame's centre sample that must arrive before it is emitted."""
         return max(self.frame_size - self.frame_size // 2, self.hop_size)
 
+    def forward(self, audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f0 in Hz and confidence in [0, 1] of each frame; frame ``i`` centred on
+        sample ``i * hop_size``, zeros outside the signal.
+
+        Shape: audio [batch, n_samples] -> f0_hz, confidence [batch, n_samples // hop_size].
+        """
+        if not torch.jit.is_scripting():
+            check_tensor(audio, "audio", 2, AUDIO_SHAPE)
+        padded = F.pad(audio, (self.frame_size // 2, 0))
+        frames, _ = take_ready_frames(padded, self.frame_size, self.hop_size, final=True)
+        return self._track(frames)
+
+    @torch.jit.export
     def init_state(
-        self, batch_size: int, dtype: torch.dtype = torch.float32, device=None
-    ) -> torch.Tensor:
+        self,
+        batch_size: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | None = None,
+    ) -> dict[str, torch.Tensor]:
         """State before the first block: the left zero padding of frame 0.
 
-        Shape: -> [batch_size, frame_size // 2].
+        Shape: -> {"buffer": [batch_size, frame_size // 2]}.
         """
-        _check_size(batch_size, "batch_size")
-        return torch.zeros(batch_size, self.frame_size // 2, dtype=dtype, device=device)
+        if not torch.jit.is_scripting():
+            check_positive_int(batch_size, "batch_size")
+        return {"buffer": torch.zeros(batch_size, self.frame_size // 2, dtype=dtype, device=device)}
 
+    @torch.jit.export
     def forward_stream(
-        self, audio_block: torch.Tensor, state: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Feed a block of any length; get the frames it completes and the new state.
+        self, audio_block: torch.Tensor, state: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """Feed a block of any length (0 too); get the frames it completes and the new state.
 
-        Shape: audio_block [batch, n_block_samples], state [batch, n_buffered] ->
-        f0_hz, confidence [batch, n_completed_frames], state [batch, n_buffered'].
+        Shape: audio_block [batch, n_block_samples] -> f0_hz, confidence
+        [batch, n_completed_frames], state.
         """
-        check_tensor(audio_block, "audio_block", 2, AUDIO_SHAPE)
-        self._check_state(state, audio_block.shape[0])
-        buffer = torch.cat([state, audio_block], dim=-1)
-        n_buffered, hop_size = buffer.shape[-1], self.hop_size
-        n_frames = min(
-            (n_buffered - self.frame_size) // hop_size + 1,
-            (n_buffered - self.frame_size // 2) // hop_size,
-        )
-        f0_hz, confidence = _track_buffer(buffer, n_frames, self._lags)
-        return f0_hz, confidence, buffer[:, max(0, n_frames) * hop_size :]
+        if not torch.jit.is_scripting():
+            check_tensor(audio_block, "audio_block", 2, AUDIO_SHAPE)
+            check_stream_state(state, "buffer", self.frame_size // 2, audio_block.shape[0])
+        buffer = torch.cat([state["buffer"], audio_block], dim=-1)
+        frames, rest = take_ready_frames(buffer, self.frame_size, self.hop_size)
+        f0_hz, confidence = self._track(frames)
+        return f0_hz, confidence, {"buffer": rest}
 
-    def flush(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    @torch.jit.export
+    def flush(self, state: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """End of signal: the frames not yet emitted, zero-padded past the end.
 
-        Shape: state [batch, n_buffered] -> f0_hz, confidence [batch, n_last_frames].
+        Shape: state -> f0_hz, confidence [batch, n_last_frames].
         """
-        self._check_state(state)
-        n_frames = (state.shape[-1] - self.frame_size // 2) // self.hop_size
-        return _track_buffer(state, n_frames, self._lags)
+        if not torch.jit.is_scripting():
+            check_stream_state(state, "buffer", self.frame_size // 2)
+        frames, _ = take_ready_frames(state["buffer"], self.frame_size, self.hop_size, final=True)
+        return self._track(frames)
 
-    def _check_state(self, state: object, batch_size: int | None = None) -> None:
-        expected = f"[batch={batch_size or 'batch'}, >= {self.frame_size // 2}]"
-        check_tensor(state, "state", 2, f"{expected} (from init_state)")
-        wrong_batch = batch_size is not None and state.shape[0] != batch_size
-        if wrong_batch or state.shape[-1] < self.frame_size // 2:
-            raise ValueError(
-                f"state must have shape {expected} (from init_state or forward_stream), "
-                f"found {tuple(state.shape)}"
-            )
+    def _track(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f0 and confidence of frames [batch, n_frames, frame_size], in chunks of bounded size."""
+        batch_size, n_frames = frames.shape[0], frames.shape[1]
+        if n_frames == 0:
+            empty = frames.new_zeros([batch_size, 0])
+            return empty, empty.clone()
+        chunk = max(1, self.chunk_elements // (batch_size * 2 * self.frame_size))
+        if n_frames <= chunk:
+            return self._track_frames(frames)
+        f0_parts: list[torch.Tensor] = []
+        confidence_parts: list[torch.Tensor] = []
+        for part in frames.split(chunk, dim=1):
+            f0_hz, confidence = self._track_frames(part)
+            f0_parts.append(f0_hz)
+            confidence_parts.append(confidence)
+        return torch.cat(f0_parts, dim=1), torch.cat(confidence_parts, dim=1)
+
+    def _track_frames(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        difference = _difference(frames, self.max_lag + 1, self.fft_size)
+        cmnd = cumulative_mean_normalized_difference(difference)
+        lag, value = _choose_lag(difference, cmnd, self.min_lag, self.max_lag, self.threshold)
+        f0_hz = (self.sample_rate / lag).clamp(self.f0_min_hz, self.f0_max_hz)
+        return f0_hz, (1.0 - value).clamp(0.0, 1.0)
+
+
+def yin(
+    audio: torch.Tensor,
+    sample_rate: float,
+    hop_size: int,
+    f0_min_hz: float = DEFAULT_F0_MIN_HZ,
+    f0_max_hz: float = DEFAULT_F0_MAX_HZ,
+    frame_size: int | None = None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """f0 in Hz and confidence in [0, 1] of each frame: :class:`Yin` (see there) in one call.
+
+    Shape: audio [batch, n_samples] -> f0_hz, confidence [batch, n_samples // hop_size].
+    """
+    return Yin(sample_rate, hop_size, f0_min_hz, f0_max_hz, frame_size, threshold)(audio)

@@ -2,9 +2,11 @@
 
 from .base import Processor, Synthesizer
 from .effects import ExpDecayReverb, FilteredNoiseReverb, FIRFilter, ModDelay, Reverb
-from .group import PROCESSORS, Add, Mix, ProcessorGroup, shipped_configs
+from .group import ProcessorGroup
 from .harmonic import Harmonic
 from .noise import FilteredNoise
+from .registry import PROCESSORS, shipped_configs
+from .routing import Add, Mix
 from .sources import GlottalSource, Sinusoidal, Wavetable
 
 __all__ = [

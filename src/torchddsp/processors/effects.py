@@ -15,9 +15,29 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..functional._checks import check_positive, check_same_leading, check_tensor
-from ..functional.core import exp_sigmoid, resample_frames
-from ..functional.filters import fft_convolve, frequency_filter, variable_length_delay
-from .base import Processor
+from ..functional.core import exp_sigmoid, resample_frames, unscaled
+from ..functional.filters import (
+    fft_convolve,
+    frequency_filter,
+    frequency_impulse_response,
+    overlap_add_filter,
+    variable_length_delay,
+)
+from ..functional.partitioned import (
+    init_partitioned_state,
+    partition_impulse_response,
+    partitioned_convolve,
+)
+from .base import (
+    Processor,
+    State,
+    append_audio,
+    append_frames,
+    controls_at_samples,
+    drop_leading,
+    empty_audio,
+    stream_hop_size,
+)
 
 AUDIO_SHAPE = "[batch, n_samples]"
 ScaleFn = Callable[[torch.Tensor], torch.Tensor]
@@ -27,16 +47,50 @@ class _ConvolutionReverb(Processor):
     """Shared rendering of the reverbs: audio convolved with an impulse response.
 
     The first tap of the impulse response is zeroed (DDSP's "mask dry") so the
-    dry path stays separate from the learned wet one.
+    dry path stays separate from the learned wet one. Streaming (trainable
+    reverbs, whose impulse response is their own) runs a zero-latency
+    partitioned convolution with ``partition_size``-tap partitions; the
+    impulse response is read when the stream starts (``init_state``).
     """
 
-    def __init__(self, reverb_length: int, trainable: bool, add_dry: bool):
+    def __init__(
+        self, reverb_length: int, trainable: bool, add_dry: bool, partition_size: int = 512
+    ):
         super().__init__()
         check_positive(reverb_length, "reverb_length")
         self.reverb_length = int(reverb_length)
         self.trainable = trainable
         self.add_dry = add_dry
+        self.partition_size = partition_size
 
+    @torch.jit.export
+    def init_state(
+        self,
+        batch_size: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | None = None,
+    ) -> State:
+        """The partitioned impulse response and its empty delay line."""
+        if not self.trainable:
+            raise ValueError("streaming needs a trainable reverb: its impulse response is its own")
+        probe = torch.zeros(1, 1, dtype=dtype, device=device)
+        ir = dry_masked(self.get_controls(probe)["ir"]).detach()[0].to(dtype)
+        return init_partitioned_state(
+            partition_impulse_response(ir, self.partition_size), batch_size
+        )
+
+    @torch.jit.export
+    def forward_stream(
+        self, inputs: list[torch.Tensor], state: State, final: bool = False
+    ) -> tuple[torch.Tensor, State]:
+        """Convolve each block as it comes (no latency).
+
+        Shape: inputs [audio [batch, n_new_samples]] -> [batch, n_new_samples].
+        """
+        wet, state = partitioned_convolve(inputs[0], state)
+        return (wet + inputs[0] if self.add_dry else wet), state
+
+    @torch.jit.unused
     def _check_inputs(self, **controls: torch.Tensor | None) -> None:
         """Learned controls must not be passed in; the others must be."""
         given = [name for name, value in controls.items() if value is not None]
@@ -91,8 +145,8 @@ class Reverb(_ConvolutionReverb):
 
     def __init__(self, reverb_length: int = 48000, trainable: bool = True, add_dry: bool = True):
         super().__init__(reverb_length, trainable, add_dry)
-        if trainable:
-            self.ir = nn.Parameter(torch.randn(self.reverb_length) * 1e-6)
+        learned = nn.Parameter(torch.randn(self.reverb_length) * 1e-6) if trainable else None
+        self.register_parameter("ir", learned)
 
     def get_controls(
         self, audio: torch.Tensor, ir: torch.Tensor | None = None, sample_rate: float | None = None
@@ -101,8 +155,13 @@ class Reverb(_ConvolutionReverb):
 
         Shape: audio [batch, n_samples], ir [batch, ir_size] -> ir [batch or 1, ir_size].
         """
-        self._check_inputs(ir=ir)
-        return {"audio": audio, "ir": self.ir[None] if self.trainable else ir}
+        if not torch.jit.is_scripting():
+            self._check_inputs(ir=ir)
+        learned = self.ir
+        if learned is not None:
+            return {"audio": audio, "ir": learned[None]}
+        assert ir is not None
+        return {"audio": audio, "ir": ir}
 
 
 class ExpDecayReverb(_ConvolutionReverb):
@@ -124,11 +183,10 @@ class ExpDecayReverb(_ConvolutionReverb):
         scale_fn: ScaleFn | None = exp_sigmoid,
     ):
         super().__init__(reverb_length, trainable, add_dry)
-        self.scale_fn = scale_fn
+        self.scale_fn = unscaled if scale_fn is None else scale_fn
         self.register_buffer("noise", 2.0 * torch.rand(self.reverb_length) - 1.0)
-        if trainable:
-            self.gain = nn.Parameter(torch.full((1,), 2.0))
-            self.decay = nn.Parameter(torch.full((1,), 4.0))
+        self.register_parameter("gain", nn.Parameter(torch.full((1,), 2.0)) if trainable else None)
+        self.register_parameter("decay", nn.Parameter(torch.full((1,), 4.0)) if trainable else None)
 
     def get_controls(
         self,
@@ -142,18 +200,24 @@ class ExpDecayReverb(_ConvolutionReverb):
         Shape: audio [batch, n_samples], gain and decay [batch, 1] ->
         ir [batch or 1, reverb_length].
         """
-        self._check_inputs(gain=gain, decay=decay)
-        if self.trainable:
-            gain, decay = self.gain[None], self.decay[None]
+        if not torch.jit.is_scripting():
+            self._check_inputs(gain=gain, decay=decay)
+        learned_gain, learned_decay = self.gain, self.decay
+        if learned_gain is not None and learned_decay is not None:
+            return {
+                "audio": audio,
+                "ir": self.impulse_response(learned_gain[None], learned_decay[None]),
+            }
+        assert gain is not None and decay is not None
         return {"audio": audio, "ir": self.impulse_response(gain, decay)}
 
     def impulse_response(self, gain: torch.Tensor, decay: torch.Tensor) -> torch.Tensor:
         """Shape: gain and decay [batch, 1] -> [batch, reverb_length]."""
-        check_tensor(gain, "gain", 2, "[batch, 1]")
-        check_tensor(decay, "decay", 2, "[batch, 1]")
-        check_same_leading(gain, decay, "gain", "decay", 2)
-        if self.scale_fn is not None:
-            gain = self.scale_fn(gain)
+        if not torch.jit.is_scripting():
+            check_tensor(gain, "gain", 2, "[batch, 1]")
+            check_tensor(decay, "decay", 2, "[batch, 1]")
+            check_same_leading(gain, decay, "gain", "decay", 2)
+        gain = self.scale_fn(gain)
         time = torch.linspace(0.0, 1.0, self.reverb_length, dtype=gain.dtype, device=gain.device)
         return gain * torch.exp(-(2.0 + torch.exp(decay)) * time) * self.noise
 
@@ -186,11 +250,12 @@ class FilteredNoiseReverb(_ConvolutionReverb):
         check_positive(n_frames, "n_frames")
         check_positive(n_freq_bands, "n_freq_bands")
         self.window_size = window_size
-        self.scale_fn = scale_fn
-        self.initial_bias = initial_bias
+        # Without a scale function, magnitudes pass through unchanged, bias included.
+        self.scale_fn = unscaled if scale_fn is None else scale_fn
+        self.initial_bias = 0.0 if scale_fn is None else float(initial_bias)
         self.register_buffer("noise", 2.0 * torch.rand(self.reverb_length) - 1.0)
-        if trainable:
-            self.magnitudes = nn.Parameter(torch.randn(n_frames, n_freq_bands) * 1e-2)
+        learned = nn.Parameter(torch.randn(n_frames, n_freq_bands) * 1e-2) if trainable else None
+        self.register_parameter("magnitudes", learned)
 
     def get_controls(
         self,
@@ -203,16 +268,19 @@ class FilteredNoiseReverb(_ConvolutionReverb):
         Shape: audio [batch, n_samples], magnitudes [batch, n_frames,
         n_freq_bands] -> ir [batch or 1, reverb_length].
         """
-        self._check_inputs(magnitudes=magnitudes)
-        if self.trainable:
-            magnitudes = self.magnitudes[None]
+        if not torch.jit.is_scripting():
+            self._check_inputs(magnitudes=magnitudes)
+        learned = self.magnitudes
+        if learned is not None:
+            return {"audio": audio, "ir": self.impulse_response(learned[None])}
+        assert magnitudes is not None
         return {"audio": audio, "ir": self.impulse_response(magnitudes)}
 
     def impulse_response(self, magnitudes: torch.Tensor) -> torch.Tensor:
         """Shape: magnitudes [batch, n_frames, n_freq_bands] -> [batch, reverb_length]."""
-        check_tensor(magnitudes, "magnitudes", 3, "[batch, n_frames, n_freq_bands]")
-        if self.scale_fn is not None:
-            magnitudes = self.scale_fn(magnitudes + self.initial_bias)
+        if not torch.jit.is_scripting():
+            check_tensor(magnitudes, "magnitudes", 3, "[batch, n_frames, n_freq_bands]")
+        magnitudes = self.scale_fn(magnitudes + self.initial_bias)
         noise = self.noise.expand(magnitudes.shape[0], -1)
         return frequency_filter(noise, magnitudes, window_size=self.window_size)
 
@@ -226,10 +294,17 @@ class FIRFilter(Processor):
     input.
     """
 
-    def __init__(self, window_size: int = 257, scale_fn: ScaleFn | None = exp_sigmoid):
-        super().__init__()
+    def __init__(
+        self,
+        window_size: int = 257,
+        scale_fn: ScaleFn | None = exp_sigmoid,
+        sample_rate: float = 16000,
+        frame_rate: float = 250,
+    ):
+        super().__init__(sample_rate)
         self.window_size = window_size
-        self.scale_fn = scale_fn
+        self.scale_fn = unscaled if scale_fn is None else scale_fn
+        self.hop_size = stream_hop_size(self.sample_rate, frame_rate)
 
     def get_controls(
         self, audio: torch.Tensor, magnitudes: torch.Tensor, sample_rate: float | None = None
@@ -238,10 +313,9 @@ class FIRFilter(Processor):
 
         Shape: audio [batch, n_samples], magnitudes [batch, n_frames, n_bands] -> same.
         """
-        check_tensor(magnitudes, "magnitudes", 3, "[batch, n_frames, n_bands]")
-        if self.scale_fn is not None:
-            magnitudes = self.scale_fn(magnitudes)
-        return {"audio": audio, "magnitudes": magnitudes}
+        if not torch.jit.is_scripting():
+            check_tensor(magnitudes, "magnitudes", 3, "[batch, n_frames, n_bands]")
+        return {"audio": audio, "magnitudes": self.scale_fn(magnitudes)}
 
     def get_signal(
         self, audio: torch.Tensor, magnitudes: torch.Tensor, sample_rate: float | None = None
@@ -254,6 +328,49 @@ class FIRFilter(Processor):
         check_tensor(magnitudes, "magnitudes", 3, "[batch, n_frames, n_bands]")
         self.rate(sample_rate)
         return frequency_filter(audio, magnitudes, window_size=self.window_size)
+
+    @torch.jit.export
+    def forward_stream(
+        self, inputs: list[torch.Tensor], state: State, final: bool = False
+    ) -> tuple[torch.Tensor, State]:
+        """Filter each frame of audio once both it and its response have arrived.
+
+        Frame ``i`` covers samples ``[i * hop, (i + 1) * hop)``, ``hop =
+        sample_rate / frame_rate``; the centred filter holds the output back
+        by ``taps // 2`` samples.
+        Shape: inputs [audio [batch, n_new_samples], magnitudes
+        [batch, n_new_frames, n_bands]] -> audio [batch, n_out].
+        """
+        controls = self.get_controls(inputs[0], inputs[1])
+        state = append_frames(state, {"magnitudes": controls["magnitudes"]})
+        state = append_audio(state, "audio", inputs[0])
+        hop = self.hop_size
+        n_frames = min(state["audio"].shape[1] // hop, state["magnitudes"].shape[1])
+        out = empty_audio(inputs[0].shape[0], inputs[0])
+        if n_frames > 0:
+            responses = frequency_impulse_response(
+                state["magnitudes"][:, :n_frames], self.window_size
+            )
+            if "tail" not in state:
+                state["tail"] = responses.new_zeros(out.shape[0], responses.shape[-1] - 1)
+                state["drop"] = torch.full([1], responses.shape[-1] // 2, dtype=torch.int64)
+            done, state["tail"] = overlap_add_filter(
+                state["audio"][:, : n_frames * hop], responses, state["tail"]
+            )
+            out, state["drop"] = drop_leading(done, state["drop"])
+            state["audio"] = state["audio"][:, n_frames * hop :]
+            state["magnitudes"] = state["magnitudes"][:, n_frames:]
+        if final and "tail" in state:
+            delay = (state["tail"].shape[-1] + 1) // 2
+            out = torch.cat([out, state["tail"][:, int(state["drop"].item()) : delay]], dim=1)
+        return out, state
+
+    def stream_lag(self, input_lags: list[int], frame_channels: list[int]) -> int:
+        """The audio's lag, up to a frame's wait for its last sample, and the filter's delay."""
+        taps = 2 * (frame_channels[1] - 1)
+        if 0 < self.window_size < taps:
+            taps = self.window_size
+        return input_lags[0] + self.hop_size - 1 + taps // 2
 
 
 class ModDelay(Processor):
@@ -277,6 +394,7 @@ class ModDelay(Processor):
         gain_scale_fn: ScaleFn | None = exp_sigmoid,
         phase_scale_fn: ScaleFn | None = torch.sigmoid,
         add_dry: bool = True,
+        frame_rate: float = 250,
     ):
         super().__init__(sample_rate)
         check_positive(center_ms, "center_ms")
@@ -285,11 +403,12 @@ class ModDelay(Processor):
                 f"depth_ms must be in [0, center_ms={center_ms}] so delays stay positive, "
                 f"found {depth_ms}"
             )
-        self.center_ms = center_ms
-        self.depth_ms = depth_ms
-        self.gain_scale_fn = gain_scale_fn
-        self.phase_scale_fn = phase_scale_fn
+        self.center_ms = float(center_ms)
+        self.depth_ms = float(depth_ms)
+        self.gain_scale_fn = unscaled if gain_scale_fn is None else gain_scale_fn
+        self.phase_scale_fn = unscaled if phase_scale_fn is None else phase_scale_fn
         self.add_dry = add_dry
+        self.hop_size = stream_hop_size(self.sample_rate, frame_rate)
 
     def get_controls(
         self,
@@ -302,11 +421,14 @@ class ModDelay(Processor):
 
         Shape: audio [batch, n_samples], gain and phase [batch, n_frames, 1] -> same.
         """
-        if self.gain_scale_fn is not None:
-            gain = self.gain_scale_fn(gain)
-        if self.phase_scale_fn is not None:
-            phase = self.phase_scale_fn(phase)
-        return {"audio": audio, "gain": gain, "phase": phase}
+        # The delay amplifies a last-bit difference of the phase by max_length samples; in
+        # float64 a vectorised float32 scaling's rounding (which varies with the position of
+        # a frame in a block) cannot make blocked and whole rendering differ.
+        return {
+            "audio": audio,
+            "gain": self.gain_scale_fn(gain),
+            "phase": self.phase_scale_fn(phase.double()).to(phase.dtype),
+        }
 
     def get_signal(
         self,
@@ -332,8 +454,46 @@ class ModDelay(Processor):
         n_samples = audio.shape[1]
         gain = resample_frames(gain, n_samples)[..., 0]
         phase = resample_frames(phase, n_samples)[..., 0]
-        max_delay_ms = self.center_ms + self.depth_ms
-        max_length = int(self.rate(sample_rate) / 1000.0 * max_delay_ms)
-        delay_fraction = (self.center_ms + (2.0 * phase - 1.0) * self.depth_ms) / max_delay_ms
-        wet = variable_length_delay(audio, delay_fraction, max_length=max_length) * gain
+        wet = self._delayed(audio, phase, self.max_length(self.rate(sample_rate))) * gain
         return wet + audio if self.add_dry else wet
+
+    def max_length(self, sample_rate: float) -> int:
+        """The longest delay, ``center_ms + depth_ms``, in samples."""
+        return int(sample_rate / 1000.0 * (self.center_ms + self.depth_ms))
+
+    def _delayed(self, audio: torch.Tensor, phase: torch.Tensor, max_length: int) -> torch.Tensor:
+        max_delay_ms = self.center_ms + self.depth_ms
+        delay_fraction = (self.center_ms + (2.0 * phase - 1.0) * self.depth_ms) / max_delay_ms
+        return variable_length_delay(audio, delay_fraction, max_length=max_length)
+
+    @torch.jit.export
+    def forward_stream(
+        self, inputs: list[torch.Tensor], state: State, final: bool = False
+    ) -> tuple[torch.Tensor, State]:
+        """Delay each sample once its gain and phase are known (the next frame's, to
+        interpolate); the last ``max_length`` samples are carried as the delay line.
+
+        Shape: inputs [audio [batch, n_new_samples], gain, phase [batch,
+        n_new_frames, 1]] -> audio [batch, n_out].
+        """
+        controls = self.get_controls(inputs[0], inputs[1], inputs[2])
+        state = append_frames(state, {"gain": controls["gain"], "phase": controls["phase"]})
+        state = append_audio(state, "audio", inputs[0])
+        max_length = self.max_length(self.sample_rate)
+        if "history" not in state:
+            state["history"] = inputs[0].new_zeros(inputs[0].shape[0], max_length)
+            state["emitted"] = torch.zeros(1, dtype=torch.int64)
+        n_out, envelopes, state = controls_at_samples(
+            state, ["gain", "phase"], self.hop_size, final, state["audio"].shape[1]
+        )
+        dry = state["audio"][:, :n_out]
+        line = torch.cat([state["history"], dry], dim=1)
+        phase = torch.cat([torch.zeros_like(state["history"]), envelopes[1]], dim=1)
+        wet = self._delayed(line, phase, max_length)[:, max_length:] * envelopes[0]
+        state["history"] = line[:, line.shape[1] - max_length :]
+        state["audio"] = state["audio"][:, n_out:]
+        return (wet + dry if self.add_dry else wet), state
+
+    def stream_lag(self, input_lags: list[int], frame_channels: list[int]) -> int:
+        """Causal in the audio; its gain and phase need the next frame."""
+        return max(input_lags[0], self.hop_size)

@@ -1,4 +1,4 @@
-"""Routing processors (``Add``, ``Mix``) and ``ProcessorGroup``, a DAG of processors.
+"""``ProcessorGroup``: a DAG of processors, offline and streaming.
 
 A group runs its nodes in the order given (the list must be topologically
 sorted, as in DDSP). Every value a node produces is stored in a flat dict under
@@ -6,6 +6,12 @@ sorted, as in DDSP). Every value a node produces is stored in a flat dict under
 of that dict or plain keys of the input dict. Groups are built in Python or
 from YAML (``ProcessorGroup.from_yaml``), including the DAGs shipped in
 ``torchddsp/processors/configs``.
+
+Streaming carries a dict of the nodes' states (see :mod:`.base`): each call
+takes the new frames of the plain inputs, passes each node the new part of
+its inputs, and returns what the output node emits. Nodes that lag differently
+(a harmonic oscillator one frame, a centred noise filter half its taps) are
+lined up by the nodes that join them.
 """
 
 from __future__ import annotations
@@ -17,140 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..functional._checks import check_choice, check_tensor
-from ..functional.core import RESAMPLE_METHODS, exp_sigmoid, resample_frames
-from ..functional.sources import frequencies_sigmoid
-from ..yaml_files import read_yaml, shipped_names
-from .base import Processor
-from .effects import ExpDecayReverb, FilteredNoiseReverb, FIRFilter, ModDelay, Reverb
-from .harmonic import Harmonic
-from .noise import FilteredNoise
-from .sources import GlottalSource, Sinusoidal, Wavetable
+from ..yaml_files import read_yaml
+from .registry import (
+    CONFIG_KEYS,
+    NODE_KEYS,
+    PROCESSORS,
+    build_node,
+    check_known_keys,
+)
 
-ScaleFn = Callable[[torch.Tensor], torch.Tensor]
-AUDIO_SHAPE = "[batch, n_samples]"
-
-
-# Routing processors -----------------------------------------------------------------------------
-def _check_same_shape(signal_one: torch.Tensor, signal_two: torch.Tensor) -> None:
-    # Strict equality: broadcasting [b, n] with [b, n, 1] would silently give [b, n, n].
-    if signal_one.shape != signal_two.shape:
-        raise ValueError(
-            "signal_one and signal_two must have the same shape, "
-            f"found {tuple(signal_one.shape)} and {tuple(signal_two.shape)}"
-        )
-
-
-class Add(Processor):
-    """Sum of two signals (DDSP ``processors.Add``).
-
-    Shape: signal_one and signal_two of one shape (audio [batch, n_samples] or
-    controls [batch, n_frames, channels]) -> that shape.
-    """
-
-    def __init__(self):
-        super().__init__()
-
-    def get_controls(
-        self, signal_one: torch.Tensor, signal_two: torch.Tensor, sample_rate: float | None = None
-    ) -> dict[str, torch.Tensor]:
-        shape = "[batch, n_samples] or [batch, n_frames, channels]"
-        check_tensor(signal_one, "signal_one", (2, 3), shape)
-        check_tensor(signal_two, "signal_two", (2, 3), shape)
-        _check_same_shape(signal_one, signal_two)
-        return {"signal_one": signal_one, "signal_two": signal_two}
-
-    def get_signal(
-        self, signal_one: torch.Tensor, signal_two: torch.Tensor, sample_rate: float | None = None
-    ) -> torch.Tensor:
-        return signal_one + signal_two
-
-
-class Mix(Processor):
-    """Time-varying crossfade: ``signal_one * (1 - mix) + signal_two * mix``.
-
-    ``mix = scale_fn(mix_level)`` (default sigmoid, so any network output is a
-    valid mix in [0, 1]); frame-rate mix levels are upsampled to audio rate with
-    ``resample_method``. Difference from DDSP ``processors.Mix``: DDSP weighs the
-    signals by ``sqrt(mix)`` and ``1 - sqrt(1 - mix)``, which silences both at
-    ``mix = 0``; this is the plain linear crossfade (``mix = 1`` is all signal_two).
-    Shape: signal_one and signal_two [batch, n_samples], mix_level
-    [batch, n_frames, 1] (n_frames may equal n_samples) -> [batch, n_samples].
-    """
-
-    def __init__(self, scale_fn: ScaleFn | None = torch.sigmoid, resample_method: str = "linear"):
-        super().__init__()
-        check_choice(resample_method, "resample_method", RESAMPLE_METHODS)
-        self.scale_fn = scale_fn
-        self.resample_method = resample_method
-
-    def get_controls(
-        self,
-        signal_one: torch.Tensor,
-        signal_two: torch.Tensor,
-        mix_level: torch.Tensor,
-        sample_rate: float | None = None,
-    ) -> dict[str, torch.Tensor]:
-        check_tensor(signal_one, "signal_one", 2, AUDIO_SHAPE)
-        check_tensor(signal_two, "signal_two", 2, AUDIO_SHAPE)
-        _check_same_shape(signal_one, signal_two)
-        check_tensor(mix_level, "mix_level", 3, "[batch, n_frames, 1]")
-        if mix_level.shape[0] != signal_one.shape[0] or mix_level.shape[2] != 1:
-            raise ValueError(
-                f"mix_level must have shape [batch={signal_one.shape[0]}, n_frames, 1], "
-                f"found {tuple(mix_level.shape)}"
-            )
-        if self.scale_fn is not None:
-            mix_level = self.scale_fn(mix_level)
-        return {"signal_one": signal_one, "signal_two": signal_two, "mix_level": mix_level}
-
-    def get_signal(
-        self,
-        signal_one: torch.Tensor,
-        signal_two: torch.Tensor,
-        mix_level: torch.Tensor,
-        sample_rate: float | None = None,
-    ) -> torch.Tensor:
-        n_samples = signal_one.shape[1]
-        if mix_level.shape[1] != n_samples:
-            mix_level = resample_frames(mix_level, n_samples, self.resample_method)
-        mix = mix_level[..., 0]
-        return signal_one + mix * (signal_two - signal_one)
-
-
-# Registry for configurations --------------------------------------------------------------------
-PROCESSORS: Mapping[str, type[nn.Module]] = {
-    cls.__name__: cls
-    for cls in (
-        Harmonic,
-        FilteredNoise,
-        Reverb,
-        ExpDecayReverb,
-        FilteredNoiseReverb,
-        FIRFilter,
-        ModDelay,
-        Sinusoidal,
-        Wavetable,
-        GlottalSource,
-        Add,
-        Mix,
-    )
-}
-SCALE_FNS: Mapping[str, ScaleFn] = {
-    "exp_sigmoid": exp_sigmoid,
-    "sigmoid": torch.sigmoid,
-    "softplus": F.softplus,
-    "exp": torch.exp,
-    "tanh": torch.tanh,
-    "frequencies_sigmoid": frequencies_sigmoid,
-}
 CALL_OPTIONS = ("sample_rate", "n_samples", "generator")
-NODE_KEYS = ("name", "processor", "inputs")
-CONFIG_NODE_KEYS = ("name", "processor", "args", "inputs")
-CONFIG_KEYS = ("nodes", "output")
+StreamStates = dict[str, dict[str, torch.Tensor]]
 
 
 # ProcessorGroup ---------------------------------------------------------------------------------
@@ -181,6 +66,8 @@ class ProcessorGroup(nn.Module):
     ``processors.<node>.<parameter>``.
     """
 
+    __jit_unused_properties__ = ["input_names"]
+
     def __init__(self, nodes: Sequence[tuple | Mapping], output: str | None = None):
         super().__init__()
         if isinstance(nodes, (str, Mapping)) or not nodes:
@@ -191,6 +78,11 @@ class ProcessorGroup(nn.Module):
             self._add_node(index, *_parse_node(spec, index))
         self.output = f"{self._nodes[-1].name}/signal" if output is None else output
         self._check_key(self.output, "output")
+        # What streaming reads, in types TorchScript knows.
+        self._stream_inputs: dict[str, list[str]] = {n.name: list(n.inputs) for n in self._nodes}
+        self._adds_dry: dict[str, bool] = {
+            n.name: bool(getattr(self.processors[n.name], "add_dry", False)) for n in self._nodes
+        }
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -198,6 +90,7 @@ class ProcessorGroup(nn.Module):
         plain = (key for node in self._nodes for key in node.inputs if "/" not in key)
         return tuple(dict.fromkeys(plain))
 
+    @torch.jit.unused
     def forward(
         self,
         inputs: Mapping[str, torch.Tensor],
@@ -212,6 +105,7 @@ class ProcessorGroup(nn.Module):
         outputs = self.get_outputs(inputs, sample_rate, n_samples, generator)
         return _lookup(outputs, self.output, "output")
 
+    @torch.jit.unused
     def get_outputs(
         self,
         inputs: Mapping[str, torch.Tensor],
@@ -238,6 +132,80 @@ class ProcessorGroup(nn.Module):
                 {f"{node.name}/controls/{key}": value for key, value in controls.items()}
             )
         return outputs
+
+    @torch.jit.export
+    def init_state(
+        self,
+        batch_size: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | None = None,
+    ) -> StreamStates:
+        """Every node's stream state, by node name. Shape: see :mod:`.base`."""
+        if not torch.jit.is_scripting():
+            self._check_streamable()
+        states: StreamStates = {}
+        for name, processor in self.processors.items():
+            states[name] = processor.init_state(batch_size, dtype, device)
+        return states
+
+    @torch.jit.export
+    def forward_stream(
+        self,
+        inputs: dict[str, torch.Tensor],
+        state: StreamStates,
+        final: bool = False,
+        gains: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], StreamStates]:
+        """Stream the DAG: the new frames of the plain inputs in, every node's new audio out.
+
+        ``gains`` (optional, by node name, each broadcastable to [batch, 1])
+        scale a node's contribution as it streams: a synthesizer's signal, or
+        the wet part of an effect that adds its dry input (live mix controls).
+        Returns the signals by ``<node>/signal`` (the ``output`` key among
+        them) and the new state.
+        Shape: inputs {plain key: [batch, n_new_frames, channels]} ->
+        {key: [batch, n_out_node]}.
+        """
+        signals: dict[str, torch.Tensor] = {}
+        new_state: StreamStates = {}
+        for name, processor in self.processors.items():
+            args: list[torch.Tensor] = []
+            for key in self._stream_inputs[name]:
+                args.append(signals[key] if key in signals else inputs[key])
+            out, new_state[name] = processor.forward_stream(args, state[name], final)
+            if gains is not None and name in gains:
+                gain = gains[name]
+                out = args[0] + gain * (out - args[0]) if self._adds_dry[name] else gain * out
+            signals[name + "/signal"] = out
+        return signals, new_state
+
+    def stream_lag(self, frame_channels: Mapping[str, int]) -> int:
+        """Samples the streamed output lags behind the frames pushed in (see :mod:`.base`).
+
+        ``frame_channels`` gives each plain input's channel count (the noise
+        filter's length follows its band count).
+        """
+        lags: dict[str, int] = {}
+        for node in self._nodes:
+            input_lags = [lags.get(key, 0) for key in node.inputs]
+            channels = [frame_channels.get(key, 0) for key in node.inputs]
+            processor = self.processors[node.name]
+            lags[f"{node.name}/signal"] = processor.stream_lag(input_lags, channels)
+        return lags[self.output]
+
+    def _check_streamable(self) -> None:
+        for node in self._nodes:
+            processor = self.processors[node.name]
+            label = f"node {node.name!r} ({type(processor).__name__})"
+            if not hasattr(processor, "forward_stream"):
+                raise ValueError(f"{label}: this processor does not stream")
+            for key in node.inputs:
+                if "/controls/" in key:
+                    raise ValueError(
+                        f"{label}: streaming takes plain inputs and '<node>/signal', found {key!r}"
+                    )
+        if not self.output.endswith("/signal"):
+            raise ValueError(f"streaming outputs a node's signal, found output {self.output!r}")
 
     def extra_repr(self) -> str:
         return f"output={self.output!r}"
@@ -298,12 +266,12 @@ class ProcessorGroup(nn.Module):
             raise ValueError(
                 f"a processor DAG config must be a mapping with 'nodes', found {config!r}"
             )
-        _check_known_keys(config, CONFIG_KEYS, "processor DAG config")
+        check_known_keys(config, CONFIG_KEYS, "processor DAG config")
         entries = config["nodes"]
         if not isinstance(entries, list) or not entries:
             raise ValueError(f"'nodes' must be a non-empty list of nodes, found {entries!r}")
         registry = {**PROCESSORS, **(processors or {})}
-        nodes = [_build_node(entry, index, registry) for index, entry in enumerate(entries)]
+        nodes = [build_node(entry, index, registry) for index, entry in enumerate(entries)]
         return cls(nodes, output=config.get("output"))
 
     @classmethod
@@ -327,7 +295,7 @@ class ProcessorGroup(nn.Module):
 def _parse_node(spec: object, index: int) -> tuple[str, nn.Module, tuple[str, ...]]:
     """(name, processor, inputs) of a tuple or dict node, with types checked."""
     if isinstance(spec, Mapping):
-        _check_known_keys(spec, NODE_KEYS, f"node {index}")
+        check_known_keys(spec, NODE_KEYS, f"node {index}")
         if "processor" not in spec or "inputs" not in spec:
             raise ValueError(
                 f"node {index}: needs 'processor' and 'inputs', found keys {list(spec)}"
@@ -368,12 +336,6 @@ def _default_name(processor: object) -> str:
     ).lower()
 
 
-def _check_known_keys(mapping: Mapping, allowed: Sequence[str], label: str) -> None:
-    unknown = [key for key in mapping if key not in allowed]
-    if unknown:
-        raise ValueError(f"{label}: unknown key {unknown[0]!r}; allowed keys: {', '.join(allowed)}")
-
-
 def _check_arity(processor: nn.Module, inputs: tuple[str, ...], label: str) -> None:
     """The inputs must bind to get_controls' data parameters, never to a call option."""
     signature = inspect.signature(processor.get_controls)
@@ -409,57 +371,3 @@ def _lookup(outputs: Mapping[str, torch.Tensor], key: str, label: str) -> torch.
             f"{label}: missing input {key!r}; available: {', '.join(map(repr, outputs)) or 'none'}"
         )
     return outputs[key]
-
-
-# Configuration helpers --------------------------------------------------------------------------
-def _build_node(entry: object, index: int, registry: Mapping[str, type]) -> dict:
-    """A config node -> a ``ProcessorGroup`` dict node with a constructed processor."""
-    if not isinstance(entry, Mapping):
-        raise ValueError(
-            f"node {index}: must be a mapping with {', '.join(CONFIG_NODE_KEYS)}, found {entry!r}"
-        )
-    label = f"node {index} ({entry.get('name')!r})"
-    _check_known_keys(entry, CONFIG_NODE_KEYS, label)
-    missing = [key for key in NODE_KEYS if key not in entry]
-    if missing:
-        raise ValueError(f"{label}: missing key {missing[0]!r}")
-    kind = entry["processor"]
-    if kind not in registry:
-        raise ValueError(
-            f"{label}: unknown processor {kind!r}; known: {', '.join(sorted(registry))}"
-        )
-    processor = _construct(registry[kind], entry.get("args") or {}, label)
-    return {"name": entry["name"], "processor": processor, "inputs": entry["inputs"]}
-
-
-def _construct(cls: type, args: object, label: str) -> nn.Module:
-    if not isinstance(args, Mapping):
-        raise ValueError(f"{label}: args must be a mapping of argument names, found {args!r}")
-    accepted = inspect.signature(cls).parameters
-    for key in args:
-        if key not in accepted:
-            raise ValueError(
-                f"{label}: {cls.__name__} has no argument {key!r}; "
-                f"its arguments: {', '.join(accepted)}"
-            )
-    kwargs = {key: _resolve_function(key, value, label) for key, value in args.items()}
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{label}: bad args for {cls.__name__}: {error}") from error
-
-
-def _resolve_function(key: str, value: object, label: str) -> object:
-    """Scale functions are given by name in configs."""
-    if not (key == "scale_fn" or key.endswith("_scale_fn")) or value is None:
-        return value
-    if value not in SCALE_FNS:
-        raise ValueError(
-            f"{label}: unknown {key} {value!r}; choose one of {', '.join(SCALE_FNS)} or null"
-        )
-    return SCALE_FNS[value]
-
-
-def shipped_configs() -> list[str]:
-    """Names of the processor DAG configs shipped in ``torchddsp/processors/configs``."""
-    return shipped_names(__package__)

@@ -7,9 +7,17 @@ from collections.abc import Callable
 import torch
 
 from ..functional._checks import check_same_leading, check_tensor
-from ..functional.core import exp_sigmoid, normalize_harmonics
-from ..functional.oscillators import harmonic_synthesis
-from .base import Synthesizer
+from ..functional.core import exp_sigmoid, normalize_harmonics, unscaled
+from ..functional.oscillators import harmonic_frames, harmonic_synthesis
+from .base import (
+    State,
+    Synthesizer,
+    append_frames,
+    empty_audio,
+    frames_to_render,
+    hold_last_frame,
+    keep_from,
+)
 
 
 class Harmonic(Synthesizer):
@@ -31,7 +39,7 @@ class Harmonic(Synthesizer):
         amp_resample_method: str = "window",
     ):
         super().__init__(sample_rate, frame_rate)
-        self.scale_fn = scale_fn
+        self.scale_fn = unscaled if scale_fn is None else scale_fn
         self.normalize_below_nyquist = normalize_below_nyquist
         self.amp_resample_method = amp_resample_method
 
@@ -42,15 +50,10 @@ class Harmonic(Synthesizer):
         f0_hz: torch.Tensor,
         sample_rate: float | None = None,
     ) -> dict[str, torch.Tensor]:
-        check_tensor(amplitudes, "amplitudes", 3, "[batch, n_frames, 1]")
-        check_tensor(
-            harmonic_distribution, "harmonic_distribution", 3, "[batch, n_frames, n_harmonics]"
-        )
-        check_tensor(f0_hz, "f0_hz", 3, "[batch, n_frames, 1]")
-        check_same_leading(f0_hz, harmonic_distribution, "f0_hz", "harmonic_distribution", 2)
-        if self.scale_fn is not None:
-            amplitudes = self.scale_fn(amplitudes)
-            harmonic_distribution = self.scale_fn(harmonic_distribution)
+        if not torch.jit.is_scripting():
+            _check_controls(amplitudes, harmonic_distribution, f0_hz)
+        amplitudes = self.scale_fn(amplitudes)
+        harmonic_distribution = self.scale_fn(harmonic_distribution)
         nyquist_rate = self.rate(sample_rate) if self.normalize_below_nyquist else None
         harmonic_distribution = normalize_harmonics(harmonic_distribution, f0_hz, nyquist_rate)
         return {
@@ -73,3 +76,51 @@ class Harmonic(Synthesizer):
             f0_hz, amplitudes, harmonic_distribution, length, rate, self.amp_resample_method
         )
         return audio
+
+    @torch.jit.export
+    def init_state(
+        self,
+        batch_size: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | None = None,
+    ) -> State:
+        """The fundamental's phase (float64); frames are buffered as they come."""
+        return {"phase": torch.zeros(batch_size, 1, dtype=torch.float64, device=device)}
+
+    @torch.jit.export
+    def forward_stream(
+        self, inputs: list[torch.Tensor], state: State, final: bool = False
+    ) -> tuple[torch.Tensor, State]:
+        """Render each frame once the next one is known; carry the phase.
+
+        Shape: inputs [amplitudes, harmonic_distribution, f0_hz] as get_controls,
+        each [batch, n_new_frames, channels] -> audio [batch, n_out].
+        """
+        controls = self.get_controls(inputs[0], inputs[1], inputs[2])
+        state = append_frames(state, controls)
+        n_render = frames_to_render(state["f0_hz"].shape[1], final)
+        if n_render == 0:
+            return empty_audio(inputs[2].shape[0], inputs[2]), state
+        names = ["amplitudes", "harmonic_distribution", "f0_hz"]
+        frames = [hold_last_frame(state[name], final)[:, : n_render + 1] for name in names]
+        audio, phase = harmonic_frames(
+            frames[2],
+            frames[0],
+            frames[1],
+            self.hop_size,
+            self.sample_rate,
+            self.amp_resample_method,
+            state["phase"],
+        )
+        state = keep_from(state, names, n_render)
+        state["phase"] = phase
+        return audio, state
+
+
+def _check_controls(amplitudes, harmonic_distribution, f0_hz) -> None:
+    check_tensor(amplitudes, "amplitudes", 3, "[batch, n_frames, 1]")
+    check_tensor(
+        harmonic_distribution, "harmonic_distribution", 3, "[batch, n_frames, n_harmonics]"
+    )
+    check_tensor(f0_hz, "f0_hz", 3, "[batch, n_frames, 1]")
+    check_same_leading(f0_hz, harmonic_distribution, "f0_hz", "harmonic_distribution", 2)

@@ -10,14 +10,14 @@ import torch
 from torch import nn
 
 from ..functional._checks import check_same_leading, check_single_channel, check_tensor
-from ..functional.core import exp_sigmoid, remove_above_nyquist
+from ..functional.core import exp_sigmoid, remove_above_nyquist, unscaled
 from ..functional.sources import (
     frequencies_sigmoid,
     glottal_pulse_synthesis,
     sinusoidal_synthesis,
     wavetable_synthesis,
 )
-from .base import Synthesizer
+from .base import State, Synthesizer, append_frames, empty_audio, frames_to_render, keep_from
 
 ScaleFn = Callable[[torch.Tensor], torch.Tensor]
 
@@ -41,20 +41,19 @@ class Sinusoidal(Synthesizer):
         amp_resample_method: str = "window",
     ):
         super().__init__(sample_rate, frame_rate)
-        self.amp_scale_fn = amp_scale_fn
-        self.freq_scale_fn = freq_scale_fn
+        self.amp_scale_fn = unscaled if amp_scale_fn is None else amp_scale_fn
+        self.freq_scale_fn = unscaled if freq_scale_fn is None else freq_scale_fn
         self.amp_resample_method = amp_resample_method
 
     def get_controls(
         self, amplitudes: torch.Tensor, frequencies: torch.Tensor, sample_rate: float | None = None
     ) -> dict[str, torch.Tensor]:
-        check_tensor(amplitudes, "amplitudes", 3, "[batch, n_frames, n_sinusoids]")
-        check_tensor(frequencies, "frequencies", 3, "[batch, n_frames, n_sinusoids]")
-        check_same_leading(amplitudes, frequencies, "amplitudes", "frequencies", 3)
-        if self.amp_scale_fn is not None:
-            amplitudes = self.amp_scale_fn(amplitudes)
-        if self.freq_scale_fn is not None:
-            frequencies = self.freq_scale_fn(frequencies)
+        if not torch.jit.is_scripting():
+            check_tensor(amplitudes, "amplitudes", 3, "[batch, n_frames, n_sinusoids]")
+            check_tensor(frequencies, "frequencies", 3, "[batch, n_frames, n_sinusoids]")
+            check_same_leading(amplitudes, frequencies, "amplitudes", "frequencies", 3)
+        amplitudes = self.amp_scale_fn(amplitudes)
+        frequencies = self.freq_scale_fn(frequencies)
         amplitudes = remove_above_nyquist(frequencies, amplitudes, self.rate(sample_rate))
         return {"amplitudes": amplitudes, "frequencies": frequencies}
 
@@ -71,6 +70,34 @@ class Sinusoidal(Synthesizer):
             frequencies, amplitudes, length, rate, self.amp_resample_method
         )
         return audio
+
+    @torch.jit.export
+    def forward_stream(
+        self, inputs: list[torch.Tensor], state: State, final: bool = False
+    ) -> tuple[torch.Tensor, State]:
+        """Render each frame once the next one is known; carry the phases.
+
+        Shape: inputs [amplitudes, frequencies] as get_controls, each
+        [batch, n_new_frames, n_sinusoids] -> audio [batch, n_out].
+        """
+        state = append_frames(state, self.get_controls(inputs[0], inputs[1]))
+        names = ["amplitudes", "frequencies"]
+        n_keep = frames_to_render(state["frequencies"].shape[1], final)
+        if n_keep == 0:
+            return empty_audio(inputs[0].shape[0], inputs[0]), state
+        frames = state["frequencies"]
+        audio, phase = sinusoidal_synthesis(
+            frames,
+            state["amplitudes"],
+            frames.shape[1] * self.hop_size,
+            self.sample_rate,
+            self.amp_resample_method,
+            state.get("phase"),
+            n_keep * self.hop_size,
+        )
+        state = keep_from(state, names, n_keep)
+        state["phase"] = phase
+        return audio[:, : n_keep * self.hop_size], state
 
 
 def _sine_cycle(n_wavetable: int) -> torch.Tensor:
@@ -104,8 +131,8 @@ class Wavetable(Synthesizer):
         n_wavetable: int | None = None,
     ):
         super().__init__(sample_rate, frame_rate)
-        self.scale_fn = scale_fn
-        self.wavetable_scale_fn = wavetable_scale_fn
+        self.scale_fn = unscaled if scale_fn is None else scale_fn
+        self.wavetable_scale_fn = unscaled if wavetable_scale_fn is None else wavetable_scale_fn
         table = None if n_wavetable is None else nn.Parameter(_sine_cycle(n_wavetable))
         self.register_parameter("wavetable", table)
 
@@ -116,17 +143,25 @@ class Wavetable(Synthesizer):
         wavetables: torch.Tensor | None = None,
         sample_rate: float | None = None,
     ) -> dict[str, torch.Tensor]:
-        check_single_channel(amplitudes, "amplitudes")
-        check_single_channel(f0_hz, "f0_hz")
-        if self.scale_fn is not None:
-            amplitudes = self.scale_fn(amplitudes)
+        if not torch.jit.is_scripting():
+            check_single_channel(amplitudes, "amplitudes")
+            check_single_channel(f0_hz, "f0_hz")
+            self._check_wavetables(wavetables)
         return {
-            "amplitudes": amplitudes,
+            "amplitudes": self.scale_fn(amplitudes),
             "f0_hz": f0_hz,
             "wavetables": self._wavetables(wavetables, f0_hz),
         }
 
     def _wavetables(self, wavetables: torch.Tensor | None, f0_hz: torch.Tensor) -> torch.Tensor:
+        table = self.wavetable
+        if table is not None:
+            return table.expand(f0_hz.shape[0], -1)
+        assert wavetables is not None
+        return self.wavetable_scale_fn(wavetables)
+
+    @torch.jit.unused
+    def _check_wavetables(self, wavetables: torch.Tensor | None) -> None:
         if self.wavetable is None:
             if wavetables is None:
                 raise ValueError(
@@ -139,14 +174,11 @@ class Wavetable(Synthesizer):
                 (2, 3),
                 "[batch, n_wavetable] or [batch, n_table_frames, n_wavetable]",
             )
-            scale = self.wavetable_scale_fn
-            return wavetables if scale is None else scale(wavetables)
-        if wavetables is not None:
+        elif wavetables is not None:
             raise ValueError(
                 "this Wavetable owns a learnable table, so wavetables must be "
                 f"left out, found a tensor of shape {tuple(wavetables.shape)}"
             )
-        return self.wavetable.expand(f0_hz.shape[0], -1)
 
     def get_signal(
         self,
@@ -160,6 +192,46 @@ class Wavetable(Synthesizer):
         length = self.n_samples_for(f0_hz.shape[1], rate, n_samples)
         audio, _ = wavetable_synthesis(f0_hz, amplitudes, wavetables, length, rate)
         return audio
+
+    @torch.jit.export
+    def forward_stream(
+        self, inputs: list[torch.Tensor], state: State, final: bool = False
+    ) -> tuple[torch.Tensor, State]:
+        """Render each frame once the next one is known; carry the phase.
+
+        A table per frame ([batch, n_new_frames, n_wavetable]) is buffered like
+        the other controls; one table for all frames ([batch, n_wavetable], or
+        the learnable one) is kept as it comes.
+        Shape: inputs [amplitudes, f0_hz(, wavetables)] as get_controls ->
+        audio [batch, n_out].
+        """
+        wavetables = inputs[2] if len(inputs) > 2 else None
+        controls = self.get_controls(inputs[0], inputs[1], wavetables)
+        tables = controls.pop("wavetables")
+        state = {name: value for name, value in state.items()}
+        names = ["amplitudes", "f0_hz"]
+        if tables.dim() == 3:
+            controls["wavetables"] = tables
+            names.append("wavetables")
+        else:
+            state["static_wavetables"] = tables
+        state = append_frames(state, controls)
+        n_keep = frames_to_render(state["f0_hz"].shape[1], final)
+        if n_keep == 0:
+            return empty_audio(inputs[0].shape[0], inputs[0]), state
+        f0_hz = state["f0_hz"]
+        audio, phase = wavetable_synthesis(
+            f0_hz,
+            state["amplitudes"],
+            state["wavetables"] if tables.dim() == 3 else state["static_wavetables"],
+            f0_hz.shape[1] * self.hop_size,
+            self.sample_rate,
+            state.get("phase"),
+            n_keep * self.hop_size,
+        )
+        state = keep_from(state, names, n_keep)
+        state["phase"] = phase
+        return audio[:, : n_keep * self.hop_size], state
 
 
 def _check_range(bounds: tuple[float, float], name: str, upper: float) -> None:
@@ -199,7 +271,7 @@ class GlottalSource(Synthesizer):
         super().__init__(sample_rate, frame_rate)
         _check_range(open_quotient_range, "open_quotient_range", 1.0)
         _check_range(speed_quotient_range, "speed_quotient_range", math.inf)
-        self.scale_fn = scale_fn
+        self.scale_fn = unscaled if scale_fn is None else scale_fn
         self.open_quotient_range = open_quotient_range
         self.speed_quotient_range = speed_quotient_range
         self.derivative = derivative
@@ -219,10 +291,10 @@ class GlottalSource(Synthesizer):
             "open_quotient": open_quotient,
             "speed_quotient": speed_quotient,
         }
-        for name, x in controls.items():
-            check_single_channel(x, name)
-        if self.scale_fn is not None:
-            controls["amplitudes"] = self.scale_fn(amplitudes)
+        if not torch.jit.is_scripting():
+            for name, x in controls.items():
+                check_single_channel(x, name)
+        controls["amplitudes"] = self.scale_fn(amplitudes)
         controls["open_quotient"] = _sigmoid_into(open_quotient, self.open_quotient_range)
         controls["speed_quotient"] = _sigmoid_into(speed_quotient, self.speed_quotient_range)
         return controls
@@ -249,3 +321,35 @@ class GlottalSource(Synthesizer):
             self.antialias,
         )
         return audio
+
+    @torch.jit.export
+    def forward_stream(
+        self, inputs: list[torch.Tensor], state: State, final: bool = False
+    ) -> tuple[torch.Tensor, State]:
+        """Render each frame once the next one is known; carry the phase.
+
+        Shape: inputs [amplitudes, f0_hz, open_quotient, speed_quotient], each
+        [batch, n_new_frames, 1] -> audio [batch, n_out].
+        """
+        controls = self.get_controls(inputs[0], inputs[1], inputs[2], inputs[3])
+        state = append_frames(state, controls)
+        names = ["amplitudes", "f0_hz", "open_quotient", "speed_quotient"]
+        n_keep = frames_to_render(state["f0_hz"].shape[1], final)
+        if n_keep == 0:
+            return empty_audio(inputs[0].shape[0], inputs[0]), state
+        f0_hz = state["f0_hz"]
+        audio, phase = glottal_pulse_synthesis(
+            f0_hz,
+            state["amplitudes"],
+            state["open_quotient"],
+            state["speed_quotient"],
+            f0_hz.shape[1] * self.hop_size,
+            self.sample_rate,
+            self.derivative,
+            self.antialias,
+            state.get("phase"),
+            n_keep * self.hop_size,
+        )
+        state = keep_from(state, names, n_keep)
+        state["phase"] = phase
+        return audio[:, : n_keep * self.hop_size], state

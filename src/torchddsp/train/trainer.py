@@ -26,13 +26,8 @@ from tqdm import tqdm
 from ..config import ExperimentConfig, config_to_dict
 from ..data.dataset import DDSPDataset, check_dataset_matches, read_manifest
 from ..errors import UserError
-from .checkpoint import (
-    build_model,
-    capture_rng_state,
-    read_latest_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-)
+from ..models.saved import build_model
+from .checkpoint import capture_rng_state, read_run, restore_rng_state, save_checkpoint
 from .distributed import (
     DistributedContext,
     ResumableSampler,
@@ -319,7 +314,7 @@ class _Run:
         }
 
     def _restore(self, resume: bool) -> None:
-        found = read_latest_checkpoint(self.run_dir)
+        found = read_run(self.run_dir)
         if found is None:
             return
         contents, path = found
