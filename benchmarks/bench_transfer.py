@@ -19,7 +19,8 @@ import json
 import numpy as np
 
 from torchddsp.data.audio import load_audio
-from torchddsp.transfer import example_input, load_transfer_model, transfer
+from torchddsp.models import example_input, load_model
+from torchddsp.transfer import transfer
 
 from _harness import machine_description, measure, print_table, run_case_in_subprocess
 
@@ -27,7 +28,7 @@ TRACKERS = ("yin", "crepe-full")
 
 
 def _case(tracker: str, model: str, seconds: float):
-    loaded = dataclasses.replace(load_transfer_model(model), f0_method=tracker)
+    loaded = dataclasses.replace(load_model(model), f0_method=tracker)
     example, _ = load_audio(example_input(), sample_rate=loaded.sample_rate)
     n_samples = round(seconds * loaded.sample_rate)
     audio = np.resize(example, n_samples)  # the melody looped to length

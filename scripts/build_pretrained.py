@@ -31,14 +31,9 @@ import numpy as np
 from torchddsp.data.audio import load_audio
 from torchddsp.data.soundfont import generate_melody, render, render_dataset
 from torchddsp.evaluate import evaluate
-from torchddsp.train.checkpoint import export_model
-from torchddsp.transfer import (
-    example_input,
-    load_transfer_model,
-    output_f0_error,
-    pretrained_dir,
-    transfer,
-)
+from torchddsp.models import example_input, export_model, load_model
+from torchddsp.models.trained import pretrained_dir
+from torchddsp.transfer import output_f0_error, transfer
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_SEEDS = {"violin": 0, "flute": 1, "trumpet": 2, "tenor_sax": 3}
@@ -63,7 +58,7 @@ def build_example(work: Path) -> Path:
 
 def _transfer_quality(model_path: Path, audio: np.ndarray) -> dict:
     """Median |cents| between the output's re-tracked f0 and the adjusted input f0."""
-    loaded = load_transfer_model(model_path)
+    loaded = load_model(model_path)
     result = transfer(audio, loaded)
     error = output_f0_error(result, loaded)
     return {**error, "octave_shift": result.report.octave_shift, "seconds": result.seconds}

@@ -54,7 +54,9 @@ def test_note_ratio_by_hand():
     adjuster = Adjuster(100)
     loudness = torch.cat([torch.full((200,), -20.0), torch.full((200,), -100.0)])[None].double()
     sums = adjuster.accumulate_frames(adjuster.empty_statistics(1), loudness, 0.0)
-    ratio = adjuster.note_ratio(_centred_mean(torch.ones_like(loudness), 16), loudness, sums)[0]
+    ratio = adjuster.note_ratio(
+        _centred_mean(torch.ones_like(loudness), 16), loudness, adjuster.mean_loudness(sums)
+    )[0]
     reference = (loudness.mean() + 120) * 0.7**2  # a mean-loudness frame at confidence 0.7
     assert ratio[100] == pytest.approx(100 / reference)
     assert ratio[300] == pytest.approx(20 / reference)
@@ -146,7 +148,9 @@ def test_adjust_features_quiets_frames_outside_notes():
     adjusted, notes, _ = adjust_features(features, 100, STATISTICS, Adjustments(quiet=20.0))
     adjuster = Adjuster(100)
     sums = adjuster.accumulate_frames(adjuster.empty_statistics(1), loudness[None], 0.0)
-    ratio = adjuster.note_ratio(_centred_mean(torch.ones(1, 400), 16), loudness[None], sums)[0]
+    ratio = adjuster.note_ratio(
+        _centred_mean(torch.ones(1, 400), 16), loudness[None], adjuster.mean_loudness(sums)
+    )[0]
     rests = ~notes
     expected = -30.0 - 20.0 * (1 - ratio[rests]).clamp(0, 1)  # quietest target, then quiet
     torch.testing.assert_close(adjusted["loudness_db"][rests], expected, rtol=0, atol=1e-4)

@@ -23,12 +23,14 @@ exported live model both run:
    ``loudness_shift`` dB; f0 stays below MIDI 110.
 
 What the input is like (mean loudness, its notes' mean pitch, loudness
-distribution, tuning and key) is kept as running sums of the note frames.
-Offline they sum the whole input before any frame is adjusted, so every frame
-sees the same statistics; live they sum the frames so far, forgetting with a
+distribution, tuning and key) is kept as running sums, from which
+:meth:`Adjuster.derive` makes what the frames need (a loudness map, the
+register, tuning offset and key). Offline the sums cover the whole input
+before any frame is adjusted, so every frame sees the same statistics. Live
+they take in the frames so far every ``refresh_seconds``, forgetting with a
 ``horizon_seconds`` time constant, starting from a prior of the training data
-(so auto-adjust starts as the identity), and the register changes only between
-notes (with a little hysteresis). Offline smoothing and repair look both ways;
+(so auto-adjust starts as the identity); the register changes only between
+notes, with a little hysteresis. Offline smoothing and repair look both ways;
 live they look back only.
 
 Differences from the demo, chosen on purpose: the octave shift rounds to the
@@ -123,6 +125,7 @@ class Adjuster(nn.Module):
         settings: Adjustments | None = None,
         horizon_seconds: float = 20.0,
         prior_seconds: float = 1.0,
+        refresh_seconds: float = 0.1,
     ):
         super().__init__()
         settings = settings or Adjustments()
@@ -136,6 +139,7 @@ class Adjuster(nn.Module):
         self.frame_rate = float(frame_rate)
         self.smoothing_frames = max(1, round(SMOOTHING_SECONDS * frame_rate))
         self.forget = 1.0 / max(1.0, horizon_seconds * frame_rate)
+        self.refresh_frames = max(1, round(refresh_seconds * frame_rate))
         self.prior_frames = prior_seconds * frame_rate
         self.has_statistics = statistics is not None
         levels = statistics.loudness_quantile_levels if statistics else (0.0, 1.0)
@@ -239,20 +243,21 @@ class Adjuster(nn.Module):
 
     # ---- the adjustments --------------------------------------------------------------------
     def note_ratio(
-        self,
-        smoothed_power: torch.Tensor,
-        loudness: torch.Tensor,
-        sums: dict[str, torch.Tensor],
+        self, smoothed_power: torch.Tensor, loudness: torch.Tensor, mean_loudness: torch.Tensor
     ) -> torch.Tensor:
         """Each frame's level over the note threshold's level (a note at >= note_threshold).
 
-        ``smoothed_power`` is the frame's smoothed ``confidence ** 2``.
-        Shape: [batch, n_frames] -> [batch, n_frames].
+        ``smoothed_power`` is the frame's smoothed ``confidence ** 2``; ``mean_loudness``
+        the input's (from :meth:`mean_loudness`).
+        Shape: [batch, n_frames] (mean_loudness [batch, 1]) -> [batch, n_frames].
         """
-        mean = sums["loudness_sum"] / sums["frames"].clamp_min(1e-12)
-        reference = (mean - self.min_db) * self.reference_confidence**2
+        reference = (mean_loudness - self.min_db) * self.reference_confidence**2
         level = smoothed_power * (loudness.double() - self.min_db)
         return level / reference.clamp_min(1e-9)
+
+    def mean_loudness(self, sums: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The input's mean loudness over all frames. Shape: -> [batch, 1]."""
+        return sums["loudness_sum"] / sums["frames"].clamp_min(1e-12)
 
     def tuning_offset(self, sums: dict[str, torch.Tensor]) -> torch.Tensor:
         """The note frames' tuning relative to A440, in semitones within [-0.5, 0.5].
@@ -310,32 +315,47 @@ class Adjuster(nn.Module):
         targets = self.target_quantiles.expand(levels.shape[0], -1)
         return _interpolate(levels, self.target_levels, targets)
 
+    def derive(self, sums: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What applying the adjustments needs of the statistics, computed once for many frames:
+        the loudness map sampled at the histogram's bin edges, the mean loudness, the
+        register (octaves, unrounded), the tuning offset and the major key.
+
+        Shape: -> {"loudness_map": [batch, n_edges], others [batch, 1]} (float64).
+        """
+        edges = self.bin_edges[None].expand(sums["histogram"].shape[0], -1)
+        offset = self.tuning_offset(sums)
+        return {
+            "loudness_map": self.map_loudness(edges, sums),
+            "mean_loudness": self.mean_loudness(sums),
+            "register": self.register_fraction(sums),
+            "has_notes": (sums["notes"] > 0.0).double(),
+            "offset": offset,
+            "key": self.major_key(sums, offset).double()[:, None],
+        }
+
     def apply(
         self,
         f0_hz: torch.Tensor,
         loudness: torch.Tensor,
         ratio: torch.Tensor,
-        sums: dict[str, torch.Tensor],
+        derived: dict[str, torch.Tensor],
         octave: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Steps 2 to 4 for frames whose note ratio and input statistics are known.
+        """Steps 2 to 4 for frames whose note ratio is known, from :meth:`derive`'s values.
 
         ``octave`` is the register shift auto-adjust applies.
         Shape: [batch, n_frames] (octave [batch, 1]) -> f0_hz, loudness_db [batch, n_frames].
         """
         midi = hz_to_midi(f0_hz.double())
         loudness = loudness.double()
-        notes = ratio >= self.note_threshold
         if self.auto_adjust and self.has_statistics:
             midi = midi + 12.0 * octave
-            mapped = self.map_loudness(loudness, sums)
             below = (1.0 - ratio).clamp(0.0, 1.0)
-            quieter = self.quiet * torch.where(notes, torch.zeros_like(below), below)
-            has_notes = sums["notes"] > 0.0
-            loudness = torch.where(has_notes, mapped - quieter, loudness)
+            quieter = self.quiet * torch.where(ratio >= self.note_threshold, 0.0, below)
+            mapped = _grid_lookup(loudness, derived["loudness_map"], self.bin_edges) - quieter
+            loudness = torch.where(derived["has_notes"] > 0.0, mapped, loudness)
         if self.autotune > 0.0:
-            offset = self.tuning_offset(sums)
-            midi = self.autotune_pitch(midi, offset, self.major_key(sums, offset))
+            midi = self.autotune_pitch(midi, derived["offset"], derived["key"].long()[:, 0])
         midi = (midi + self.pitch_shift + 12.0 * self.octave_shift).clamp_max(self.max_midi)
         return midi_to_hz(midi).to(f0_hz.dtype), (loudness + self.loudness_shift).to(f0_hz.dtype)
 
@@ -364,16 +384,17 @@ class Adjuster(nn.Module):
         f0_hz = repair_harmonic_errors(f0_hz, confidence, both_ways=True)
         smoothed = _centred_mean(confidence.double().square(), self.smoothing_frames)
         sums = self.accumulate_frames(self.empty_statistics(1), loudness_db, 0.0)
-        ratio = self.note_ratio(smoothed, loudness_db, sums)
+        ratio = self.note_ratio(smoothed, loudness_db, self.mean_loudness(sums))
         notes = ratio >= self.note_threshold
         midi = hz_to_midi(f0_hz.double())
         sums = self.accumulate_notes(sums, midi, confidence, loudness_db, notes, 0.0)
-        octave = self.register(sums) if notes.any() else torch.zeros(1, 1, dtype=torch.float64)
-        adjusted_f0, adjusted_loudness = self.apply(f0_hz, loudness_db, ratio, sums, octave)
-        return adjusted_f0[0], adjusted_loudness[0], notes[0], self._report(notes, sums, octave)
+        derived = self.derive(sums)
+        octave = torch.round(derived["register"]) * derived["has_notes"]
+        adjusted_f0, adjusted_loudness = self.apply(f0_hz, loudness_db, ratio, derived, octave)
+        return adjusted_f0[0], adjusted_loudness[0], notes[0], self._report(notes, derived, octave)
 
     @torch.jit.unused
-    def _report(self, notes, sums, octave) -> AdjustmentReport:
+    def _report(self, notes, derived, octave) -> AdjustmentReport:
         report = AdjustmentReport(
             note_fraction=float(notes.double().mean()) if notes.numel() else 0.0
         )
@@ -385,21 +406,31 @@ class Adjuster(nn.Module):
             else:
                 report.octave_shift = int(octave.item())
         if self.autotune > 0.0 and notes.any():
-            offset = self.tuning_offset(sums)
-            report.tuning_offset_cents = round(100.0 * float(offset), 1)
+            report.tuning_offset_cents = round(100.0 * float(derived["offset"]), 1)
             if not self.chromatic:
-                report.key = PITCH_CLASSES[int(self.major_key(sums, offset))]
+                report.key = PITCH_CLASSES[int(derived["key"])]
         return report
 
     # ---- live: frame by frame, looking back only ---------------------------------------------
     @torch.jit.export
     def init_state(self, batch_size: int) -> dict[str, torch.Tensor]:
-        """Running statistics from the training data's prior, no history, no register shift."""
+        """The training data's prior as statistics, no history, no register shift.
+
+        Besides the running sums, the state holds the frames since the last
+        refresh (``pending_*``), what :meth:`derive` made of the sums at it,
+        the register in use, the last sure pitch and the recent confidences.
+        """
         state = self.prior_statistics(batch_size)
+        for name, value in self.derive(state).items():
+            state["derived_" + name] = value
         zeros = torch.zeros(batch_size, 1, dtype=torch.float64, device=self.bin_edges.device)
+        empty = zeros.new_zeros(batch_size, 0)
         state["octave"] = zeros
-        state["last_sure_f0"] = zeros
-        state["confidence_history"] = zeros.new_zeros(batch_size, 0)
+        state["last_sure_f0"] = zeros.clone()
+        state["confidence_history"] = empty
+        for name in ("midi", "confidence", "loudness", "notes"):
+            state["pending_" + name] = empty.clone()
+        state["frame"] = torch.zeros(1, dtype=torch.int64)
         return state
 
     @torch.jit.export
@@ -410,8 +441,10 @@ class Adjuster(nn.Module):
         loudness_db: torch.Tensor,
         state: dict[str, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """Adjust new frames, each with the statistics of the frames up to it.
+        """Adjust new frames, looking back only.
 
+        The statistics take in the frames every ``refresh_frames`` frames (at
+        fixed frame numbers, so any split into blocks gives the same output).
         Shape: f0_hz, confidence, loudness_db [batch, n_new_frames] -> f0_hz,
         loudness_db [batch, n_new_frames].
         """
@@ -430,6 +463,25 @@ class Adjuster(nn.Module):
             return f0_hz, loudness_db, state
         return torch.cat(f0_out, 1), torch.cat(loudness_out, 1), state
 
+    def _refresh(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The pending frames summed in, and the derived values renewed."""
+        loudness = state["pending_loudness"]
+        sums = self.accumulate_frames(state, loudness, self.forget)
+        sums = self.accumulate_notes(
+            sums,
+            state["pending_midi"],
+            state["pending_confidence"],
+            loudness,
+            state["pending_notes"] > 0.0,
+            self.forget,
+        )
+        for name, value in self.derive(sums).items():
+            sums["derived_" + name] = value
+        empty = loudness[:, :0]
+        for name in ("midi", "confidence", "loudness", "notes"):
+            sums["pending_" + name] = empty
+        return sums
+
     def _adjust_frame(
         self,
         f0_hz: torch.Tensor,
@@ -437,21 +489,33 @@ class Adjuster(nn.Module):
         loudness: torch.Tensor,
         state: dict[str, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        if int(state["frame"].item()) % self.refresh_frames == 0:
+            state = self._refresh(state)
+        state = {name: value for name, value in state.items()}
+        derived: dict[str, torch.Tensor] = {}
+        for name in ("loudness_map", "mean_loudness", "register", "has_notes", "offset", "key"):
+            derived[name] = state["derived_" + name]
         sure = confidence >= self.sure_confidence
         f0_hz = _repair_toward(f0_hz, sure, state["last_sure_f0"].to(f0_hz.dtype))
         history = torch.cat([state["confidence_history"], confidence.double().square()], 1)
         history = history[:, max(0, history.shape[1] - self.smoothing_frames) :]
-        sums = self.accumulate_frames(state, loudness, self.forget)
-        ratio = self.note_ratio(history.mean(1, keepdim=True), loudness, sums)
+        ratio = self.note_ratio(history.mean(1, keepdim=True), loudness, derived["mean_loudness"])
         notes = ratio >= self.note_threshold
-        midi = hz_to_midi(f0_hz.double())
-        sums = self.accumulate_notes(sums, midi, confidence, loudness, notes, self.forget)
-        octave = _hysteresis_octave(state["octave"], self.register_fraction(sums), notes)
-        sums["octave"] = octave
-        sums["last_sure_f0"] = torch.where(sure, f0_hz.double(), state["last_sure_f0"])
-        sums["confidence_history"] = history
-        f0_hz, loudness = self.apply(f0_hz, loudness, ratio, sums, octave)
-        return f0_hz, loudness, sums
+        octave = _hysteresis_octave(state["octave"], derived["register"], notes)
+        frame = {
+            "midi": hz_to_midi(f0_hz.double()),
+            "confidence": confidence.double(),
+            "loudness": loudness.double(),
+            "notes": notes.double(),
+        }
+        for name, value in frame.items():
+            state["pending_" + name] = torch.cat([state["pending_" + name], value], 1)
+        state["octave"] = octave
+        state["last_sure_f0"] = torch.where(sure, f0_hz.double(), state["last_sure_f0"])
+        state["confidence_history"] = history
+        state["frame"] = state["frame"] + 1
+        f0_hz, loudness = self.apply(f0_hz, loudness, ratio, derived, octave)
+        return f0_hz, loudness, state
 
 
 def _interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
@@ -464,6 +528,18 @@ def _interpolate(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.T
     y0, y1 = fp.gather(1, index - 1), fp.gather(1, index)
     weight = ((x - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0.0, 1.0)
     return y0 + weight * (y1 - y0)
+
+
+def _grid_lookup(x: torch.Tensor, table: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Linear interpolation in a table sampled on the evenly spaced ``edges``, clamped.
+
+    Shape: x [batch, n], table [batch, n_edges], edges [n_edges] -> [batch, n].
+    """
+    width = (edges[-1] - edges[0]) / (edges.shape[0] - 1)
+    position = ((x - edges[0]) / width).clamp(0.0, edges.shape[0] - 1.0)
+    below = position.floor().long().clamp_max(edges.shape[0] - 2)
+    y0, y1 = table.gather(1, below), table.gather(1, below + 1)
+    return y0 + (position - below) * (y1 - y0)
 
 
 def _forgetting(n_frames: int, forget: float, device: torch.device) -> tuple[torch.Tensor, float]:

@@ -27,6 +27,7 @@ from .functional.spectral import (
     frames_loudness_db,
     hann_window,
     loudness_weights,
+    samples_to_next_frame,
     take_ready_frames,
 )
 from .pitch.yin import DEFAULT_F0_MIN_HZ, Yin, yin
@@ -258,6 +259,21 @@ class FeatureStream(nn.Module):
             "loudness_db": held_loudness_db,
         }
         return f0_hz, confidence, loudness_db, new_state
+
+    @torch.jit.export
+    def samples_needed(self, state: dict[str, torch.Tensor]) -> int:
+        """Samples still to come before the next frame can be emitted (0: it can be now)."""
+        yin_needed = 0
+        if state["f0_hz"].shape[1] == 0:
+            yin_needed = samples_to_next_frame(
+                state["yin_buffer"].shape[1], self.yin.frame_size, self.yin.hop_size
+            )
+        loudness_needed = 0
+        if state["loudness_db"].shape[1] == 0:
+            loudness_needed = samples_to_next_frame(
+                state["loudness_buffer"].shape[1], self.loudness.n_fft, self.loudness.hop_size
+            )
+        return max(yin_needed, loudness_needed)
 
     @torch.jit.export
     def flush(

@@ -37,6 +37,7 @@ from .filters import (
     variable_length_delay,
 )
 from .oscillators import accumulate_phase, harmonic_synthesis, oscillator_bank
+from .resample import init_resampler_state, resample, resample_stream, resampling_filter
 from .sources import (
     frequencies_sigmoid,
     glottal_pulse_synthesis,

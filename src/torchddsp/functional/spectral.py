@@ -104,6 +104,13 @@ def take_ready_frames(
     return frames, buffer.narrow(1, used, n_buffered - used)
 
 
+def samples_to_next_frame(n_buffered: int, frame_size: int, hop_size: int) -> int:
+    """Samples a stream's buffer (as :func:`take_ready_frames` keeps it) still needs before
+    its next frame is ready: its window complete and its hop arrived. TorchScript-compatible.
+    """
+    return max(0, max(frame_size, frame_size // 2 + hop_size) - n_buffered)
+
+
 def hann_window(n_fft: int, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
     """Periodic Hann window, ``0.5 - 0.5 cos(2 pi n / n_fft)``.
 
