@@ -170,6 +170,33 @@ def _transfer(args: argparse.Namespace) -> None:
         print(f"wrote {args.plot}")
 
 
+EXPORT_FORMATS = ("nn", "neutone")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from .data.atomic import check_writable
+    from .models import load_model
+
+    if args.format not in EXPORT_FORMATS:
+        raise UserError(
+            f"unknown export format {args.format!r}: choose {' or '.join(EXPORT_FORMATS)}"
+        )
+    loaded = load_model(args.model)
+    suffix = ".ts" if args.format == "nn" else ".nm"
+    output = check_writable(args.output or f"{loaded.name}{suffix}")
+    if args.format == "nn":
+        from .export import export_nn
+
+        export_nn(loaded, output, host_rate=args.sample_rate)
+    else:
+        from .export.neutone import export_neutone
+
+        export_neutone(loaded, output)
+    print(
+        f"wrote {output} ({output.stat().st_size / 2**20:.1f} MB): {loaded.name} for {args.format}"
+    )
+
+
 def _models(args: argparse.Namespace) -> None:
     from .models import available_models, user_models_dir
 
@@ -191,6 +218,27 @@ def _add_transfer_parser(commands) -> None:
     transfer.set_defaults(run=_transfer)
     models = commands.add_parser("models", help="list the bundled and user models")
     models.set_defaults(run=_models)
+
+
+def _add_export_parser(commands) -> None:
+    from .live.engine import HOST_RATES
+
+    export = commands.add_parser(
+        "export", help="a model for live use: nn~ (Pure Data, Max) or Neutone (a DAW plugin)"
+    )
+    export.add_argument("model", help=MODEL_HELP)
+    export.add_argument(
+        "--format", required=True, help=f"{' or '.join(EXPORT_FORMATS)} (TorchScript file)"
+    )
+    export.add_argument("-o", "--output", help="file to write (default: MODEL.ts or MODEL.nm)")
+    export.add_argument(
+        "--sample-rate",
+        type=int,
+        default=48000,
+        choices=HOST_RATES,
+        help="nn: the host rate it starts at (patches set theirs with 'set sample_rate')",
+    )
+    export.set_defaults(run=_export)
 
 
 def _add_adjustment_options(parser: argparse.ArgumentParser) -> None:
@@ -344,10 +392,17 @@ def _add_resynth_parser(commands) -> None:
     resynth.set_defaults(run=_resynth)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line told in one line (then exit status 2)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="torchddsp", description=__doc__)
+    parser = _Parser(prog="torchddsp", description=__doc__)
     parser.add_argument("--version", action="version", version=f"torchddsp {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     _add_synth_parser(commands)
     _add_render_parser(commands)
     _add_features_parser(commands)
@@ -356,6 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluation_parser(commands)
     _add_resynth_parser(commands)
     _add_transfer_parser(commands)
+    _add_export_parser(commands)
     return parser
 
 

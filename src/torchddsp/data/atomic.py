@@ -8,6 +8,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..errors import UserError
+
+
+def check_writable(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, once its folder exists (made if missing) and takes new files.
+
+    Raises :class:`UserError` naming the path and why not, so a long job can
+    refuse at once instead of failing at its end.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot write {path}: it is a folder; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as err:
+        raise UserError(f"cannot write {path}: {err.strerror or err}") from None
+    os.close(fd)
+    os.unlink(probe)
+    return path
+
 
 @contextmanager
 def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
@@ -16,8 +37,7 @@ def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
     An interrupted or failed write leaves neither a partial file nor the
     temporary one; an existing file at ``path`` stays untouched until then.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_writable(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would hide outputs from other users

@@ -329,7 +329,8 @@ class LiveModel(nn.Module):
         first, start = int(state["first"].item()), int(state["emitted"].item())
         shown = torch.arange(start, start + n_samples) - self.features_latency()
         index = torch.div(shown * self.frame_rate, self.host_rate, rounding_mode="floor")
-        padded = torch.cat([torch.zeros_like(frames[:, :, :1]), frames], 2)  # before frame 0
+        before = frames.new_zeros(frames.shape[0], frames.shape[1], 1)  # before frame 0
+        padded = torch.cat([before, frames], 2)
         out = padded.index_select(2, (index - first + 1).clamp(0, padded.shape[2] - 1))
         # Later samples show the last frame shown here or later ones.
         spent = 0 if n_samples == 0 else int(index[-1].item()) - first

@@ -64,8 +64,11 @@ def read_checkpoint(path: str | Path) -> dict:
     try:
         contents = torch.load(path, map_location="cpu", weights_only=True)
     except _UNREADABLE as err:
-        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise UserError(f"{path} is not a readable torchddsp model ({reason})") from None
+        reason = type(err).__name__  # torch's own messages run to paragraphs about pickling
+        raise UserError(
+            f"{path} is not a readable torchddsp model ({reason}): pass a checkpoint or an "
+            "exported model file"
+        ) from None
     if not isinstance(contents, dict) or contents.get("format") != FORMAT:
         raise UserError(f"{path} is not a torchddsp checkpoint")
     missing = [key for key in _REQUIRED if key not in contents]
