@@ -17,13 +17,30 @@ import time
 
 import torch
 
+SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
-def machine_description(device: str) -> str:
+
+def machine_description(device: str = "cpu") -> str:
     if device == "cuda":
         return f"{torch.cuda.get_device_name()} (torch {torch.__version__})"
     cpu = _cpu_model() or platform.machine()
     threads = torch.get_num_threads()
-    return f"{cpu}, {os.cpu_count()} cores, {threads} threads (torch {torch.__version__})"
+    flags = " ".join(flag for flag in SIMD_FLAGS if flag in _cpu_flags()) or "none of " + ", ".join(
+        SIMD_FLAGS
+    )
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {threads} threads, flags: {flags}, "
+        f"load average {os.getloadavg()[0]:.1f} (torch {torch.__version__})"
+    )
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            line = next((line for line in f if line.startswith("flags")), "")
+    except OSError:
+        return set()
+    return set(line.split(":", 1)[-1].split())
 
 
 def _cpu_model() -> str | None:

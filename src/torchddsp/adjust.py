@@ -124,7 +124,7 @@ class Adjuster(nn.Module):
         statistics=None,
         settings: Adjustments | None = None,
         horizon_seconds: float = 20.0,
-        prior_seconds: float = 1.0,
+        prior_seconds: float = 0.25,
         refresh_seconds: float = 0.1,
     ):
         super().__init__()

@@ -12,7 +12,10 @@ trades a little delay on genuine changes for stability:
   register, until it has lasted ``octave_frames`` frames: trackers' octave
   errors rarely last longer, and a genuine octave leap is followed that many
   frames late. After an unsure frame (a rest, a new onset) any pitch is taken
-  at once.
+  at once;
+- an unsure frame keeps the last sure pitch: a tracker's guess in a rest or a
+  breath (often its highest pitch) would otherwise sound as a chirp while the
+  note fades, since live note detection cannot see the rest coming.
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ class CausalPitchRepair(nn.Module):
         held = jumping & (jump_frames < self.octave_frames)
         repaired = torch.where(held, median * torch.pow(2.0, -whole), median)
         confident = confidence >= self.confident
+        repaired = torch.where(confident | (previous <= 0), repaired, previous)
         new_state = {
             "recent": recent,
             "previous": torch.where(confident, repaired, previous),
