@@ -163,13 +163,14 @@ def renders(violin_file) -> dict[str, torch.Tensor]:
         "no_noise": [("noise_mix", 0)],
         "no_auto_adjust": [("auto_adjust", 0)],
     }
-    signal = _tone(4.0)
+    signal = _tone(3.0)  # A3 for 1.5 s (the last 0.3 s a rest), then E4
     out = {}
     for name, changes in settings.items():
         host = NNHost(str(violin_file))
         for attribute, value in changes:
             assert host.set(attribute, value) == 0
-        out[name] = _stream(host, signal)[..., RATE:]  # after the first second
+        # The second note: live auto-adjust changes register only in a rest.
+        out[name] = _stream(host, signal)[..., RATE * 3 // 2 :]
     return out
 
 

@@ -14,7 +14,6 @@ import torch
 
 from ._checks import check_positive, check_same_leading, check_single_channel, check_tensor
 from .core import (
-    frames_to_samples,
     interpolation_weights,
     remove_above_nyquist,
     resample_frames,
@@ -231,17 +230,44 @@ def harmonic_frames(
     [batch, n_frames + 1, n_harmonics], initial_phase [batch, 1] ->
     (audio [batch, n_frames * hop_size], final_phase [batch, 1] float64).
     """
-    batch, n_frames = f0_hz.shape[0], f0_hz.shape[1] - 1
-    f0_audio = frames_to_samples(f0_hz, hop_size, "linear")[..., 0]
-    phase, final_phase = accumulate_phase(f0_audio, sample_rate, initial_phase)
-    w_this, w_next = interpolation_weights(hop_size, amp_resample_method, phase.dtype, phase.device)
-    frame_shape = [batch, n_frames, hop_size]
-    audio = _harmonic_sum_autograd(
-        phase.reshape(frame_shape),
-        f0_audio.reshape(frame_shape),
+    dtype, device = f0_hz.dtype, f0_hz.device
+    return render_harmonic_frames(
+        f0_hz,
         amplitudes * harmonic_distribution,
-        w_this,
-        w_next,
+        sample_rate,
+        interpolation_weights(hop_size, "linear", dtype, device),
+        interpolation_weights(hop_size, amp_resample_method, dtype, device),
+        initial_phase,
+    )
+
+
+def render_harmonic_frames(
+    f0_hz: torch.Tensor,
+    harmonic_amplitudes: torch.Tensor,
+    sample_rate: float,
+    f0_weights: tuple[torch.Tensor, torch.Tensor],
+    amp_weights: tuple[torch.Tensor, torch.Tensor],
+    initial_phase: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`harmonic_frames` with the amplitudes already multiplied out and the
+    interpolation weights (:func:`~torchddsp.functional.core.interpolation_weights`
+    of f0, linear, and of the amplitudes) computed once, as a stream keeps them.
+
+    Shape: f0_hz [batch, n_frames + 1, 1], harmonic_amplitudes [batch,
+    n_frames + 1, n_harmonics], weights ([hop], [hop]) -> as harmonic_frames.
+    """
+    batch, n_frames = f0_hz.shape[0], f0_hz.shape[1] - 1
+    hop_size = f0_weights[0].shape[0]
+    f0 = f0_hz[..., 0]
+    f0_frames = f0_weights[0] * f0[:, :-1, None] + f0_weights[1] * f0[:, 1:, None]
+    f0_audio = f0_frames.reshape(batch, n_frames * hop_size)
+    phase, final_phase = accumulate_phase(f0_audio, sample_rate, initial_phase)
+    audio = _harmonic_sum_autograd(
+        phase.reshape(f0_frames.shape),
+        f0_frames,
+        harmonic_amplitudes,
+        amp_weights[0],
+        amp_weights[1],
         sample_rate / 2.0,
     )
     return audio.reshape(batch, n_frames * hop_size), final_phase

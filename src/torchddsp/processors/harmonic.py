@@ -7,8 +7,13 @@ from collections.abc import Callable
 import torch
 
 from ..functional._checks import check_same_leading, check_tensor
-from ..functional.core import exp_sigmoid, normalize_harmonics, unscaled
-from ..functional.oscillators import harmonic_frames, harmonic_synthesis
+from ..functional.core import (
+    exp_sigmoid,
+    interpolation_weights,
+    normalize_harmonics,
+    unscaled,
+)
+from ..functional.oscillators import harmonic_synthesis, render_harmonic_frames
 from .base import (
     State,
     Synthesizer,
@@ -42,6 +47,12 @@ class Harmonic(Synthesizer):
         self.scale_fn = unscaled if scale_fn is None else scale_fn
         self.normalize_below_nyquist = normalize_below_nyquist
         self.amp_resample_method = amp_resample_method
+        if self.sample_rate % self.frame_rate == 0:  # streamable: the hop's weights, once
+            hop = self.hop_size
+            f0_weights = torch.stack(interpolation_weights(hop, "linear"))
+            amp_weights = torch.stack(interpolation_weights(hop, amp_resample_method))
+            self.register_buffer("f0_weights", f0_weights, persistent=False)
+            self.register_buffer("amp_weights", amp_weights, persistent=False)
 
     def get_controls(
         self,
@@ -97,19 +108,22 @@ class Harmonic(Synthesizer):
         each [batch, n_new_frames, channels] -> audio [batch, n_out].
         """
         controls = self.get_controls(inputs[0], inputs[1], inputs[2])
-        state = append_frames(state, controls)
+        frames = {
+            "f0_hz": controls["f0_hz"],
+            "harmonic_amplitudes": controls["amplitudes"] * controls["harmonic_distribution"],
+        }
+        state = append_frames(state, frames)
         n_render = frames_to_render(state["f0_hz"].shape[1], final)
         if n_render == 0:
             return empty_audio(inputs[2].shape[0], inputs[2]), state
-        names = ["amplitudes", "harmonic_distribution", "f0_hz"]
-        frames = [hold_last_frame(state[name], final)[:, : n_render + 1] for name in names]
-        audio, phase = harmonic_frames(
-            frames[2],
-            frames[0],
-            frames[1],
-            self.hop_size,
+        names = ["f0_hz", "harmonic_amplitudes"]
+        ready = [hold_last_frame(state[name], final)[:, : n_render + 1] for name in names]
+        audio, phase = render_harmonic_frames(
+            ready[0],
+            ready[1],
             self.sample_rate,
-            self.amp_resample_method,
+            (self.f0_weights[0], self.f0_weights[1]),
+            (self.amp_weights[0], self.amp_weights[1]),
             state["phase"],
         )
         state = keep_from(state, names, n_render)
