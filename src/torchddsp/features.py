@@ -20,7 +20,7 @@ from .functional._checks import (
     check_stream_state,
     check_tensor,
 )
-from .functional.core import DB_RANGE, hz_to_midi
+from .functional.core import DB_RANGE, hz_to_midi, note_name
 from .functional.spectral import (
     compute_loudness,
     frame_hop_size,
@@ -405,8 +405,6 @@ def summarize_features(
     features: dict[str, torch.Tensor], seconds: float, sample_rate: int, frame_rate: int
 ) -> str:
     """A few lines for people: duration, voiced share, pitch range, loudness."""
-    from .functional.core import hz_to_midi
-
     confident = features["f0_confidence"] >= CONFIDENT
     lines = [
         f"{seconds:.2f} s at {sample_rate} Hz, {len(confident)} frames at {frame_rate} Hz",
@@ -415,15 +413,9 @@ def summarize_features(
     if confident.any():
         f0 = features["f0_hz"][confident]
         low, median, high = torch.quantile(f0, torch.tensor([0.05, 0.5, 0.95], dtype=f0.dtype))
-        note = _note_name(hz_to_midi(median).item())
+        note = note_name(hz_to_midi(median).item())
         lines.append(f"f0 median {median:.1f} Hz ({note}), 5-95% range {low:.1f}-{high:.1f} Hz")
     loudness = features["loudness_db"]
     lines.append(f"loudness median {loudness.median():.1f} dB, max {loudness.max():.1f} dB")
     return "\n".join(lines)
 
-
-def _note_name(midi: float) -> str:
-    names = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
-    number = round(midi)
-    cents = round(100 * (midi - number))
-    return f"{names[number % 12]}{number // 12 - 1} {cents:+d} cents"
