@@ -75,7 +75,8 @@ def _features(args: argparse.Namespace) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> None:
-    from .data.prepare import prepare_dataset, summarize_preparation
+    from .data.prepare import prepare_dataset
+    from .data.prepare_summary import summarize_preparation
 
     done = prepare_dataset(
         args.audio_dir,
@@ -195,6 +196,21 @@ def _export(args: argparse.Namespace) -> None:
     print(
         f"wrote {output} ({output.stat().st_size / 2**20:.1f} MB): {loaded.name} for {args.format}"
     )
+    if args.format == "nn":
+        _print_nn_latencies(output)
+
+
+def _print_nn_latencies(path: Path) -> None:
+    """What the file reports, read back as a host reads it."""
+    import torch
+
+    model = torch.jit.load(str(path))
+    rates = [rate for rate in (44100, 48000) if model.set_sample_rate(rate) == 0]
+    latencies = []
+    for rate in rates:
+        model.set_sample_rate(rate)
+        latencies.append(f"{model.get_latency()} samples at {rate} Hz")
+    print(f"latency (forward, on top of the host's buffer): {', '.join(latencies)}")
 
 
 def _models(args: argparse.Namespace) -> None:
