@@ -19,7 +19,7 @@ import torch
 
 from torchddsp.config import load_config
 from torchddsp.models import Autoencoder
-from torchddsp.train.trainer import amp_dtype
+from torchddsp.train.precision import amp_dtype
 
 from _harness import machine_description, measure, print_table, run_case_in_subprocess
 from _reference import straightforward_harmonic

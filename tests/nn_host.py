@@ -87,7 +87,9 @@ class NNHost:
         types = self.attribute_types[name]
         if len(atoms) != len(types):
             raise ValueError(f"{name} takes {len(types)} values, found {len(atoms)}")
-        values = [_parse(_pd_text(atom), type_id) for atom, type_id in zip(atoms, types, strict=True)]
+        values = [
+            _parse(_pd_text(atom), type_id) for atom, type_id in zip(atoms, types, strict=True)
+        ]
         return int(getattr(self.model, f"set_{name}")(*values))
 
     def get(self, name: str) -> list:

@@ -22,7 +22,7 @@ from torchddsp.models.saved import (
     load_checkpoint,
 )
 from torchddsp.train import train
-from torchddsp.train.trainer import amp_dtype
+from torchddsp.train.precision import amp_dtype
 
 SAMPLE_RATE = 16000
 TINY_MODEL = [

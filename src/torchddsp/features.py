@@ -418,4 +418,3 @@ def summarize_features(
     loudness = features["loudness_db"]
     lines.append(f"loudness median {loudness.median():.1f} dB, max {loudness.max():.1f} dB")
     return "\n".join(lines)
-

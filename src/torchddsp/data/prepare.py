@@ -44,12 +44,11 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-import math
 import os
 import shutil
 import tempfile
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +58,6 @@ from tqdm import tqdm
 from .. import __version__
 from ..errors import UserError
 from ..features import (
-    CONFIDENT,
     F0_METHODS,
     SILENCE_PEAK,
     SPIKE_SECONDS,
@@ -67,8 +65,6 @@ from ..features import (
     pad_to_hop,
 )
 from ..functional._checks import check_choice
-from ..functional.core import hz_to_midi
-from ..functional.spectral import frame_hop_size
 from .atomic import atomic_output, write_bytes_atomic
 from .audio import load_audio
 from .dataset import (
@@ -79,6 +75,26 @@ from .dataset import (
     SOURCES_NAME,
     SPLITS,
 )
+from .examples import (
+    ExampleLayout,
+    Source,
+    assign_regions,
+    count_examples,
+    example_layout,
+    file_entry,
+    layout_entry,
+    split_entries,
+)
+from .statistics import NOTE_MIN_LOUDNESS_DB, note_statistics, train_statistics
+
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "NOTE_MIN_LOUDNESS_DB",
+    "PreparedDataset",
+    "note_statistics",
+    "prepare_dataset",
+    "tracker_parameters",
+]
 
 # Extensions of the formats libsndfile reads (others are listed as skipped, not opened).
 AUDIO_EXTENSIONS = frozenset(
@@ -87,9 +103,6 @@ AUDIO_EXTENSIONS = frozenset(
 )
 EXPECTED_AUDIO = "wav, flac, ogg, mp3, aiff, ..."
 NOT_AUDIO = "not audio"  # Reason given to files skipped by their extension.
-NOTE_MIN_LOUDNESS_DB = -60.0  # Quieter frames are release tails and room noise, not notes.
-PITCH_QUANTILE_LEVELS = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
-N_LOUDNESS_QUANTILES = 101  # 0, 1, ..., 100 %
 CACHE_DIR = ".cache"
 PARTIAL_PREFIX = ".partial-"
 _CACHE_VERSION = 1
@@ -102,37 +115,6 @@ class PreparedDataset:
     path: Path
     manifest: dict
     n_computed: int  # files whose features were computed in this run (the rest came from cache)
-
-
-@dataclass(frozen=True)
-class _Layout:
-    sample_rate: int
-    frame_rate: int
-    example_frames: int
-    step_frames: int
-
-    @property
-    def hop_size(self) -> int:
-        return frame_hop_size(self.sample_rate, self.frame_rate)
-
-    @property
-    def example_samples(self) -> int:
-        return self.example_frames * self.hop_size
-
-    def starts(self, first_frame: int, end_frame: int) -> np.ndarray:
-        """First frames of the whole examples within frames [first_frame, end_frame)."""
-        return np.arange(first_frame, end_frame - self.example_frames + 1, self.step_frames)
-
-
-@dataclass
-class _Source:
-    name: str  # path relative to the audio directory
-    n_samples: int
-    cache_path: Path
-    regions: dict[str, tuple[int, int]] = field(default_factory=dict)  # split -> frames [a, b)
-
-    def n_frames(self, layout: _Layout) -> int:
-        return self.n_samples // layout.hop_size  # Frames wholly inside the audio.
 
 
 class _Skipped(Exception):
@@ -157,7 +139,7 @@ def prepare_dataset(
     Shape: files -> arrays [N, example_samples] and [N, example_frames] per split.
     """
     try:  # the settings are the user's, whichever check refuses them
-        layout = _layout(sample_rate, frame_rate, example_seconds, hop_seconds)
+        layout = example_layout(sample_rate, frame_rate, example_seconds, hop_seconds)
         check_choice(f0_method, "f0_method", F0_METHODS)
     except ValueError as err:
         raise UserError(str(err)) from None
@@ -179,19 +161,19 @@ def prepare_dataset(
     sources, n_computed = _load_sources(audio_dir, audio_paths, out_dir, layout, settings, skipped)
     if not sources:
         raise UserError(f"{audio_dir} has no usable recording ({_first_reasons(skipped)})")
-    split_method = _assign_regions(sources, layout, val_fraction, seed)
-    counts = {split: _count_examples(sources, layout, split) for split in SPLITS}
+    split_method = assign_regions(sources, layout, val_fraction, seed)
+    counts = {split: count_examples(sources, layout, split) for split in SPLITS}
     manifest = {
         "format_version": FORMAT_VERSION,
         "created_by": f"torchddsp {__version__}",
         "audio_dir": str(audio_dir),
         "settings": settings,
-        "layout": _layout_entry(layout),
+        "layout": layout_entry(layout),
         "split_method": split_method,
-        "splits": _split_entries(sources, layout, counts),
-        "files": [_file_entry(source, layout) for source in sources],
+        "splits": split_entries(sources, layout, counts),
+        "files": [file_entry(source, layout) for source in sources],
         "skipped": skipped,
-        "statistics": _train_statistics(sources, layout),
+        "statistics": train_statistics(sources, layout),
     }
     _write_dataset(out_dir, sources, layout, counts, manifest)
     return PreparedDataset(out_dir, manifest, n_computed)
@@ -211,32 +193,6 @@ def tracker_parameters(f0_method: str) -> dict:
     parameters = inspect.signature(tracker).parameters.values()
     defaults = {p.name: p.default for p in parameters if p.default not in (None, p.empty)}
     return defaults | fixed | {"spike_seconds": SPIKE_SECONDS}  # remove_f0_spikes
-
-
-def _whole_frames(seconds: float, frame_rate: int, name: str) -> int:
-    frames = seconds * frame_rate
-    if not (frames >= 1 and abs(frames - round(frames)) < 1e-6):
-        raise ValueError(
-            f"{name} must be a positive whole number of frames at {frame_rate} Hz, "
-            f"found {seconds} s"
-        )
-    return round(frames)
-
-
-def _layout(sample_rate, frame_rate, example_seconds, hop_seconds) -> _Layout:
-    frame_hop_size(sample_rate, frame_rate)  # Raises unless frame_rate divides sample_rate.
-    example_frames = _whole_frames(example_seconds, frame_rate, "example_seconds")
-    step_frames = _whole_frames(hop_seconds, frame_rate, "hop_seconds")
-    return _Layout(sample_rate, frame_rate, example_frames, step_frames)
-
-
-def _layout_entry(layout: _Layout) -> dict:
-    return {
-        "hop_size": layout.hop_size,
-        "example_samples": layout.example_samples,
-        "example_frames": layout.example_frames,
-        "step_frames": layout.step_frames,
-    }
 
 
 # ------------------------------------------------------------------ inputs
@@ -324,7 +280,7 @@ def _load_sources(audio_dir, audio_paths, out_dir, layout, settings, skipped):
         except _Skipped as skip:
             skipped.append({"path": name, "reason": str(skip)})
             continue
-        sources.append(_Source(name, n_samples, cache_path))
+        sources.append(Source(name, n_samples, cache_path))
     return sources, n_computed
 
 
@@ -337,7 +293,7 @@ def _cached_length(cache_path: Path) -> int | None:
         return None
 
 
-def _check_length(n_samples: int, layout: _Layout) -> None:
+def _check_length(n_samples: int, layout: ExampleLayout) -> None:
     if n_samples < layout.example_samples:
         raise _Skipped(
             f"too short ({n_samples / layout.sample_rate:.2f} s; one example needs "
@@ -345,7 +301,7 @@ def _check_length(n_samples: int, layout: _Layout) -> None:
         )
 
 
-def _compute_into_cache(path: Path, cache_path: Path, layout: _Layout, f0_method: str) -> int:
+def _compute_into_cache(path: Path, cache_path: Path, layout: ExampleLayout, f0_method: str) -> int:
     """Load, check and analyse one file, store audio and features; returns its length."""
     try:
         audio, _ = load_audio(path, layout.sample_rate)
@@ -363,124 +319,9 @@ def _compute_into_cache(path: Path, cache_path: Path, layout: _Layout, f0_method
     return len(audio)
 
 
-def _read_cache(source: _Source) -> dict[str, np.ndarray]:
+def _read_cache(source: Source) -> dict[str, np.ndarray]:
     with np.load(source.cache_path) as cached:
         return {name: cached[name] for name in ARRAY_NAMES}
-
-
-# ------------------------------------------------------------------ split
-
-
-def _assign_regions(sources: list[_Source], layout: _Layout, val_fraction: float, seed: int) -> str:
-    """Set each source's frame regions per split; returns how it split."""
-    if val_fraction == 0:
-        for source in sources:
-            source.regions = {"train": (0, source.n_frames(layout))}
-        return "none"
-    if len(sources) == 1:
-        _split_by_time(sources[0], layout, val_fraction)
-        return "by_time"
-    _split_by_file(sources, layout, val_fraction, seed)
-    return "by_file"
-
-
-def _split_by_time(source: _Source, layout: _Layout, val_fraction: float) -> None:
-    n_frames = source.n_frames(layout)
-    boundary = n_frames - max(math.ceil(val_fraction * n_frames), layout.example_frames)
-    if boundary < layout.example_frames:
-        raise UserError(
-            f"{source.name} is too short for both a training and a validation example: "
-            "add recordings, or pass --val-fraction 0"
-        )
-    source.regions = {"train": (0, boundary), "val": (boundary, n_frames)}
-
-
-def _split_by_file(sources: list[_Source], layout: _Layout, val_fraction: float, seed: int):
-    counts = [len(layout.starts(0, source.n_frames(layout))) for source in sources]
-    target = val_fraction * sum(counts)
-    val, n_val = set(), 0
-    for index in np.random.default_rng(seed).permutation(len(sources)):
-        if n_val + counts[index] <= target and len(val) < len(sources) - 1:
-            val.add(index)
-            n_val += counts[index]
-    if not val:  # Every file alone exceeds the target: the smallest comes closest.
-        val.add(min(range(len(sources)), key=lambda i: counts[i]))
-    for index, source in enumerate(sources):
-        source.regions = {"val" if index in val else "train": (0, source.n_frames(layout))}
-
-
-def _count_examples(sources: list[_Source], layout: _Layout, split: str) -> int:
-    return sum(len(layout.starts(*s.regions[split])) for s in sources if split in s.regions)
-
-
-def _split_entries(sources, layout, counts) -> dict:
-    entries = {}
-    for split in SPLITS:
-        spans = [s.regions[split] for s in sources if split in s.regions]
-        seconds = sum(end - first for first, end in spans) / layout.frame_rate
-        entries[split] = {"n_examples": counts[split], "n_files": len(spans), "seconds": seconds}
-    return entries
-
-
-def _file_entry(source: _Source, layout: _Layout) -> dict:
-    return {
-        "path": source.name,
-        "seconds": source.n_samples / layout.sample_rate,
-        "split": "+".join(source.regions),
-        "regions_seconds": {
-            split: [first / layout.frame_rate, end / layout.frame_rate]
-            for split, (first, end) in source.regions.items()
-        },
-        "n_examples": {
-            split: len(layout.starts(*region)) for split, region in source.regions.items()
-        },
-    }
-
-
-# ------------------------------------------------------------------ statistics
-
-
-def _train_statistics(sources: list[_Source], layout: _Layout) -> dict:
-    """Note-frame statistics over the frames the train examples cover, each once."""
-    pitch, loudness, n_frames = [], [], 0
-    for source in sources:
-        if "train" not in source.regions:
-            continue
-        starts = layout.starts(*source.regions["train"])
-        covered = slice(starts[0], starts[-1] + layout.example_frames)
-        with np.load(source.cache_path) as cached:
-            f0_hz, confidence, loudness_db = (cached[name][covered] for name in FEATURE_NAMES)
-        notes = (confidence >= CONFIDENT) & (loudness_db > NOTE_MIN_LOUDNESS_DB)
-        pitch.append(hz_to_midi(torch.from_numpy(f0_hz[notes])).numpy())
-        loudness.append(loudness_db[notes])
-        n_frames += len(confidence)
-    return note_statistics(np.concatenate(pitch), np.concatenate(loudness), n_frames)
-
-
-def note_statistics(pitch_midi: np.ndarray, loudness_db: np.ndarray, n_frames: int) -> dict:
-    """Magenta-style statistics of note frames; values are None when there are none.
-
-    Shape: pitch_midi, loudness_db [n_note_frames] -> dict.
-    """
-    pitch_midi, loudness_db = pitch_midi.astype(np.float64), loudness_db.astype(np.float64)
-    loudness_levels = np.linspace(0.0, 1.0, N_LOUDNESS_QUANTILES)
-    statistics = {
-        "n_frames": n_frames,
-        "n_note_frames": len(pitch_midi),
-        "note_min_confidence": CONFIDENT,
-        "note_min_loudness_db": NOTE_MIN_LOUDNESS_DB,
-        "pitch_quantile_levels": list(PITCH_QUANTILE_LEVELS),
-        "loudness_quantile_levels": loudness_levels.tolist(),
-    }
-    for name, values, levels in (
-        ("pitch", pitch_midi, PITCH_QUANTILE_LEVELS),
-        ("loudness", loudness_db, loudness_levels),
-    ):
-        some = len(values) > 0
-        for stat in ("mean", "std", "min", "max"):
-            statistics[f"{stat}_{name}"] = float(getattr(np, stat)(values)) if some else None
-        statistics[f"{name}_quantiles"] = np.quantile(values, levels).tolist() if some else None
-    return statistics
 
 
 # ------------------------------------------------------------------ output
@@ -507,7 +348,9 @@ def _write_dataset(out_dir: Path, sources, layout, counts, manifest) -> None:
     _prune_cache(out_dir / CACHE_DIR, {source.cache_path for source in sources})
 
 
-def _write_split(directory: Path, sources, layout: _Layout, split: str, n_examples: int) -> None:
+def _write_split(
+    directory: Path, sources, layout: ExampleLayout, split: str, n_examples: int
+) -> None:
     directory.mkdir()
     widths = {"audio": layout.example_samples, SOURCES_NAME: 2}
     arrays = {
@@ -536,7 +379,9 @@ def _write_split(directory: Path, sources, layout: _Layout, split: str, n_exampl
         array.flush()
 
 
-def _fill_examples(arrays, rows: slice, whole: dict[str, np.ndarray], starts, layout: _Layout):
+def _fill_examples(
+    arrays, rows: slice, whole: dict[str, np.ndarray], starts, layout: ExampleLayout
+):
     """Rows ``rows`` get the windows of ``whole`` starting at frames ``starts``."""
     frames = starts[:, None] + np.arange(layout.example_frames)
     for name in FEATURE_NAMES:
@@ -550,55 +395,3 @@ def _prune_cache(cache_dir: Path, used: set[Path]) -> None:
     for path in cache_dir.glob("*.npz"):
         if path not in used:
             path.unlink()
-
-
-# ------------------------------------------------------------------ summary
-
-
-def summarize_preparation(done: PreparedDataset) -> str:
-    """A few lines for people: files used and skipped, examples, pitch range, where."""
-    manifest = done.manifest
-    settings, splits, stats = manifest["settings"], manifest["splits"], manifest["statistics"]
-    files, skipped = manifest["files"], manifest["skipped"]
-    minutes = sum(f["seconds"] for f in files) / 60
-    lines = [
-        f"used {_plural(len(files), 'file')} ({minutes:.2f} min at {settings['sample_rate']} Hz); "
-        f"features computed for {done.n_computed}, {len(files) - done.n_computed} from cache"
-    ]
-    lines += _skipped_lines(skipped)
-    split_text = "; ".join(
-        f"{split} {_plural(splits[split]['n_examples'], 'example')} from "
-        f"{_plural(splits[split]['n_files'], 'file')}"
-        for split in SPLITS
-    )
-    lines.append(
-        f"{split_text} ({settings['example_seconds']:g} s every {settings['hop_seconds']:g} s, "
-        f"split {manifest['split_method'].replace('_', ' ')})"
-    )
-    lines.append(_pitch_line(stats, settings["f0_method"]))
-    lines.append(f"wrote {done.path} (manifest.json, train/, val/)")
-    return "\n".join(lines)
-
-
-def _skipped_lines(skipped: list[dict]) -> list[str]:
-    not_audio = [s["path"] for s in skipped if s["reason"].startswith(NOT_AUDIO)]
-    lines = [f"skipped {s['path']}: {s['reason']}" for s in skipped if s["path"] not in not_audio]
-    if not_audio:
-        suffixes = sorted({Path(p).suffix or "(none)" for p in not_audio})
-        lines.append(f"skipped {_plural(len(not_audio), 'non-audio file')} ({', '.join(suffixes)})")
-    return lines
-
-
-def _pitch_line(stats: dict, f0_method: str) -> str:
-    if not stats["n_note_frames"]:
-        return f"no note frames in the train split (f0 by {f0_method}): is the audio pitched?"
-    share = stats["n_note_frames"] / stats["n_frames"]
-    return (
-        f"note frames {share:.0%} of train (f0 by {f0_method}): pitch MIDI "
-        f"{stats['min_pitch']:.1f}-{stats['max_pitch']:.1f}, mean {stats['mean_pitch']:.1f}; "
-        f"loudness mean {stats['mean_loudness']:.1f} dB"
-    )
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"

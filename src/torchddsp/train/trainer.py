@@ -9,9 +9,7 @@ and a run resumed from a checkpoint continues exactly as if never stopped
 from __future__ import annotations
 
 import random
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -33,15 +31,20 @@ from .distributed import (
     ResumableSampler,
     average_across_ranks,
     init_distributed,
-    max_across_ranks,
     shutdown_distributed,
     wrap_model,
 )
+from .log_window import LogWindow
 from .logging import TrainLogger
-
-# Why a run stopped, ordered so that the strongest reason wins across processes.
-FINISHED, TIME_LIMIT, INTERRUPTED = "finished", "time_limit", "interrupted"
-_STOP_CODES = {None: 0, TIME_LIMIT: 1, INTERRUPTED: 2}
+from .precision import amp_dtype
+from .stopping import (
+    FINISHED,
+    INTERRUPTED,
+    TIME_LIMIT,
+    StopSignals,
+    agreed_stop,
+    monotonic_deadline,
+)
 
 
 @dataclass
@@ -121,7 +124,7 @@ class _Run:
             return result
         logger = self._logger()
         self._announce()
-        window = _Window(self.step)
+        window = LogWindow(self.step)
         batches = self._batches()
         progress = tqdm(
             total=self.settings.steps,
@@ -131,8 +134,8 @@ class _Run:
             disable=not self.context.is_main,
             dynamic_ncols=True,
         )
-        deadline = _deadline(self.settings.max_minutes)
-        with _StopSignals(announce=self.context.is_main) as signals, progress:
+        deadline = monotonic_deadline(self.settings.max_minutes)
+        with StopSignals(announce=self.context.is_main) as signals, progress:
             try:
                 while self.step < self.settings.steps:
                     window.add(*self._train_step(next(batches)))
@@ -143,7 +146,7 @@ class _Run:
                     self._periodic(logger, window, result, progress)
                     reason = INTERRUPTED if signals.requested else None
                     reason = reason or (TIME_LIMIT if time.monotonic() > deadline else None)
-                    result.stopped = self._agree(reason) or FINISHED
+                    result.stopped = agreed_stop(reason, self.context) or FINISHED
                     if result.stopped != FINISHED:
                         break
             except KeyboardInterrupt:
@@ -218,11 +221,6 @@ class _Run:
             return nullcontext()
         return torch.autocast(self.context.device.type, dtype=self.amp_dtype)
 
-    def _agree(self, reason: str | None) -> str | None:
-        """The stop reason every process acts on, so all leave after the same step."""
-        code = max_across_ranks(_STOP_CODES[reason], self.context)
-        return next(name for name, value in _STOP_CODES.items() if value == code)
-
     # Logs, evaluation, checkpoints --------------------------------------------------------------
     def _logger(self) -> TrainLogger | None:
         if not self.context.is_main:
@@ -239,7 +237,7 @@ class _Run:
                 file=sys.stderr,
             )
 
-    def _periodic(self, logger, window: _Window, result: TrainResult, progress) -> None:
+    def _periodic(self, logger, window: LogWindow, result: TrainResult, progress) -> None:
         step, settings = self.step, self.settings
         if step % settings.log_every == 0:
             result.losses += window.take_totals()
@@ -251,7 +249,7 @@ class _Run:
         if step % settings.checkpoint_every == 0:
             self._save(logger)
 
-    def _log_window(self, logger, window: _Window, progress) -> None:
+    def _log_window(self, logger, window: LogWindow, progress) -> None:
         """Mean of every logged value since the last log, averaged over processes."""
         names, values = window.summary(self.step)
         values = average_across_ranks(values, self.context).tolist()
@@ -349,92 +347,6 @@ class _Run:
             )
 
 
-class _Window:
-    """Values logged since the last log step, kept on the device until then."""
-
-    def __init__(self, step: int):
-        self.totals: list[torch.Tensor] = []
-        self._restart(step)
-
-    def _restart(self, step: int) -> None:
-        self.losses: dict[str, list[torch.Tensor]] = {}
-        self.grad_norms: list[torch.Tensor] = []
-        self.learning_rates: list[float] = []
-        self.start_step, self.start_time = step, time.monotonic()
-
-    def add(self, losses: dict[str, torch.Tensor], grad_norm: torch.Tensor, lr: float) -> None:
-        for name, loss in losses.items():
-            self.losses.setdefault(name, []).append(loss)
-        self.grad_norms.append(grad_norm)
-        self.learning_rates.append(lr)
-        self.totals.append(losses["total"])
-
-    def take_totals(self) -> list[float]:
-        """Per-step total losses not yet taken (one device sync for all of them)."""
-        totals = torch.stack(self.totals).tolist() if self.totals else []
-        self.totals = []
-        return totals
-
-    def summary(self, step: int) -> tuple[list[str], torch.Tensor]:
-        """(names, mean values) since the last summary, then start a new window."""
-        now = time.monotonic()
-        names = [*self.losses, "grad_norm", "learning_rate", "steps_per_second"]
-        values = [torch.stack(losses).float().mean() for losses in self.losses.values()]
-        values.append(torch.stack(self.grad_norms).float().mean())
-        device = values[0].device
-        speed = (step - self.start_step) / max(now - self.start_time, 1e-9)
-        values += [torch.tensor(float(np.mean(self.learning_rates))), torch.tensor(speed)]
-        summary = torch.stack([value.to(device) for value in values])
-        self._restart(step)
-        return names, summary
-
-
-class _StopSignals:
-    """SIGINT/SIGTERM ask the loop to stop after the current step; a second SIGINT aborts."""
-
-    def __init__(self, announce: bool):
-        self.announce = announce
-        self.requested = self.aborted = False
-        self._previous: dict = {}
-
-    def __enter__(self) -> _StopSignals:
-        if threading.current_thread() is threading.main_thread():  # handlers live there only
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested and signum == signal.SIGINT:
-            self.aborted = True
-            raise KeyboardInterrupt
-        self.requested = True
-        if self.announce:
-            print("\nstopping after this step (Ctrl-C again to abort)", file=sys.stderr)
-
-
-def amp_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
-    """The networks' mixed-precision dtype, None for float32.
-
-    bfloat16 on GPUs that have it (no loss scaling needed), else float16; on
-    CPUs with native bfloat16 arithmetic (AVX512-BF16 or AMX), bfloat16, whose
-    matrix products run about 3x faster there; float32 on other CPUs, where
-    bfloat16 would be emulated and slower.
-    """
-    if not amp:
-        return None
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if device.type == "cpu" and _cpu_has_native_bfloat16() else None
-
-
-def _cpu_has_native_bfloat16() -> bool:
-    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-
-
 def _seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 (the global generator others may use)
@@ -448,10 +360,6 @@ def _fixed_rng(seed: int, device: torch.device):
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         yield
-
-
-def _deadline(max_minutes: float) -> float:
-    return time.monotonic() + max_minutes * 60 if max_minutes > 0 else float("inf")
 
 
 def _to_device(batch: dict, device: torch.device) -> dict[str, torch.Tensor]:
