@@ -417,8 +417,9 @@ class Adjuster(nn.Module):
         """The training data's prior as statistics, no history, no register shift.
 
         Besides the running sums, the state holds the frames since the last
-        refresh (``pending_*``), what :meth:`derive` made of the sums at it,
-        the register in use, the last sure pitch and the recent confidences.
+        refresh (``pending``: pitch, confidence, loudness, notes), what
+        :meth:`derive` made of the sums at it, the register in use, the last
+        sure pitch and the recent confidences.
         """
         state = self.prior_statistics(batch_size)
         for name, value in self.derive(state).items():
@@ -428,8 +429,7 @@ class Adjuster(nn.Module):
         state["octave"] = zeros
         state["last_sure_f0"] = zeros.clone()
         state["confidence_history"] = empty
-        for name in ("midi", "confidence", "loudness", "notes"):
-            state["pending_" + name] = empty.clone()
+        state["pending"] = zeros.new_zeros(batch_size, 4, 0)
         state["frame"] = torch.zeros(1, dtype=torch.int64)
         return state
 
@@ -465,21 +465,15 @@ class Adjuster(nn.Module):
 
     def _refresh(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The pending frames summed in, and the derived values renewed."""
-        loudness = state["pending_loudness"]
+        pending = state["pending"]  # [batch, (midi, confidence, loudness, notes), n_frames]
+        loudness = pending[:, 2]
         sums = self.accumulate_frames(state, loudness, self.forget)
         sums = self.accumulate_notes(
-            sums,
-            state["pending_midi"],
-            state["pending_confidence"],
-            loudness,
-            state["pending_notes"] > 0.0,
-            self.forget,
+            sums, pending[:, 0], pending[:, 1], loudness, pending[:, 3] > 0.0, self.forget
         )
         for name, value in self.derive(sums).items():
             sums["derived_" + name] = value
-        empty = loudness[:, :0]
-        for name in ("midi", "confidence", "loudness", "notes"):
-            sums["pending_" + name] = empty
+        sums["pending"] = pending[:, :, :0]
         return sums
 
     def _adjust_frame(
@@ -495,23 +489,18 @@ class Adjuster(nn.Module):
         derived: dict[str, torch.Tensor] = {}
         for name in ("loudness_map", "mean_loudness", "register", "has_notes", "offset", "key"):
             derived[name] = state["derived_" + name]
+        f0_hz, confidence, loudness = f0_hz.double(), confidence.double(), loudness.double()
         sure = confidence >= self.sure_confidence
-        f0_hz = _repair_toward(f0_hz, sure, state["last_sure_f0"].to(f0_hz.dtype))
-        history = torch.cat([state["confidence_history"], confidence.double().square()], 1)
+        f0_hz = _repair_toward(f0_hz, sure, state["last_sure_f0"])
+        history = torch.cat([state["confidence_history"], confidence.square()], 1)
         history = history[:, max(0, history.shape[1] - self.smoothing_frames) :]
         ratio = self.note_ratio(history.mean(1, keepdim=True), loudness, derived["mean_loudness"])
         notes = ratio >= self.note_threshold
         octave = _hysteresis_octave(state["octave"], derived["register"], notes)
-        frame = {
-            "midi": hz_to_midi(f0_hz.double()),
-            "confidence": confidence.double(),
-            "loudness": loudness.double(),
-            "notes": notes.double(),
-        }
-        for name, value in frame.items():
-            state["pending_" + name] = torch.cat([state["pending_" + name], value], 1)
+        frame = torch.stack([hz_to_midi(f0_hz), confidence, loudness, notes.double()], 1)
+        state["pending"] = torch.cat([state["pending"], frame], 2)
         state["octave"] = octave
-        state["last_sure_f0"] = torch.where(sure, f0_hz.double(), state["last_sure_f0"])
+        state["last_sure_f0"] = torch.where(sure, f0_hz, state["last_sure_f0"])
         state["confidence_history"] = history
         state["frame"] = state["frame"] + 1
         f0_hz, loudness = self.apply(f0_hz, loudness, ratio, derived, octave)
@@ -568,13 +557,13 @@ def _repair_toward(
 
     Shape: f0_hz, sure, reference [batch, n_frames] -> [batch, n_frames].
     """
-    f0 = f0_hz.clamp_min(1e-3)  # trackers may report 0 Hz in silence
-    repaired = f0_hz
-    for factor in (2.0, 3.0, 0.5, 1.0 / 3.0):
-        distance = (12.0 * torch.log2(f0 * factor / reference.clamp_min(1e-3))).abs()
-        fits = ~sure & (reference > 0.0) & (distance < 1.0)
-        repaired = torch.where(fits, f0 * factor, repaired)
-    return repaired
+    # Trackers may report 0 Hz in silence. The factors lie octaves apart, so at most one fits.
+    factors = torch.tensor([2.0, 3.0, 0.5, 1.0 / 3.0], dtype=f0_hz.dtype, device=f0_hz.device)
+    candidates = f0_hz.clamp_min(1e-3)[..., None] * factors
+    distance = (12.0 * torch.log2(candidates / reference.clamp_min(1e-3)[..., None])).abs()
+    fits = (distance < 1.0) & (~sure & (reference > 0.0))[..., None]
+    chosen = torch.where(fits, candidates, 0.0).amax(-1)
+    return torch.where(fits.any(-1), chosen, f0_hz)
 
 
 def repair_harmonic_errors(

@@ -6,29 +6,33 @@ timbre transfer of whatever melody comes in. neutone-sdk scripts it inside its
 size, resamples other DAW rates to the closest native one and reports the
 delay to the DAW; the plain TorchScript file loads without neutone-sdk.
 
-Native sample rates: 48000 and 44100 Hz, the rates DAWs run at; there the SDK
-passes the audio through and the engine's own windowed-sinc filters take it to
-the model's rate. At 88.2 and 96 kHz the SDK's resampler brings the audio to
-48 kHz first: the model adds nothing above 8 kHz, so that costs no quality,
-and it halves the engine's filtering (at 96 kHz the engine alone runs only
-about 1.5 times faster than realtime on one thread of a 2-core EPYC).
+Native sample rates: 48000 and 44100 Hz, the rates DAWs run at. There the
+SDK passes the audio through, and the engine's windowed-sinc filters take it
+to the model's rate and back. At other rates the SDK resamples to the closest
+(88.2 and 96 kHz to 48 kHz): so a native buffer lasts as long at every DAW
+rate, which matters because the engine's cost is per block, not per sample;
+and the SDK's cubic interpolation is accurate on the model's output, which
+holds nothing above 8 kHz.
 
-Native buffer sizes: 1024 and 2048. Each block that completes a frame pays a
-fixed cost of about 10 ms on that CPU, so at 512 samples (10.7 ms at 48 kHz)
-the engine does not keep up; a DAW buffer of 512 or less is queued up to 1024,
-at most a buffer of extra delay on top of the engine's 29 ms.
+Native buffer sizes: 2048 and 1024 (2048 first: the SDK renders its demo
+audio at the first). A block that completes a frame costs about 7 ms, and
+1 ms per further frame, on one thread of a busy 2-core EPYC: at 48 kHz the
+file runs 2.5 times faster than realtime at 1024 and 4.2 times at 2048, but
+only 1.4 times at 512, where 4 blocks in 160 came late. The SDK queues a
+smaller DAW buffer up to 1024 samples: 512 to 896 samples of delay on top of
+the engine's own 1396 (29 ms at 48 kHz, for the bundled models).
 
 Knobs: Neutone passes each as its mean over the buffer, a value ``v`` in 0..1,
 mapped linearly onto the setting's range (:func:`knob_mappings`):
 
-============  ==============================  ==================  ==================
-knob          sets                            value               default ``v``
-============  ==============================  ==================  ==================
-Pitch         ``adjuster.pitch_shift``        -24 + 48 v semitones  0.5 (0 semitones)
-Autotune      ``adjuster.autotune``           v                   0 (off)
-Loudness      ``adjuster.loudness_shift``     -30 + 60 v dB       0.5 (0 dB)
-Noise         ``noise_mix``                   2 v                 0.5 (1, as trained)
-============  ==============================  ==================  ==================
+========  ===========================  ====================  =========================
+knob      sets                         value at ``v``        default ``v``
+========  ===========================  ====================  =========================
+Pitch     ``adjuster.pitch_shift``     -24 + 48 v semitones  0.5 (no shift)
+Autotune  ``adjuster.autotune``        v                     0 (off)
+Loudness  ``adjuster.loudness_shift``  -30 + 60 v dB         0.5 (no shift)
+Noise     ``noise_mix``                2 v                   0.5 (1: as trained)
+========  ===========================  ====================  =========================
 
 Pitch and loudness shift apply after auto-adjust, which moves the input to
 the model's register and level by octaves and decibels.
@@ -45,8 +49,10 @@ from typing import NamedTuple
 import torch
 
 from .. import __version__
+from ..adjust import LIMITS
 from ..errors import UserError
 from ..live import LiveModel
+from ..live.engine import MIX_RANGE
 
 SAMPLE_RATES = [48000, 44100]
 BUFFER_SIZES = [2048, 1024]  # the SDK renders its sample audio at the first
@@ -56,12 +62,10 @@ CITATION = (
     "Signal Processing. International Conference on Learning Representations (ICLR)."
 )
 MISSING_SDK = (
-    "the Neutone export needs neutone-sdk: pip install torchddsp[neutone] (neutone-sdk needs "
-    "torchaudio, which pins torch, so it usually lives in an environment of its own; "
-    "scripts/compat_env.sh makes one)"
+    "the Neutone export needs neutone-sdk: pip install 'torchddsp[neutone]' (neutone-sdk needs "
+    "torchaudio, which pins torch, so it usually lives in a virtual environment of its own)"
 )
-# neutone-sdk's metadata limits (characters, items)
-NAME_CHARS, SHORT_CHARS, LONG_CHARS, TAG_CHARS, MAX_TAGS = 30, 150, 500, 15, 7
+NAME_CHARS, SHORT_CHARS, LONG_CHARS, TAG_CHARS = 30, 150, 500, 15  # neutone-sdk's limits
 
 
 class Knob(NamedTuple):
@@ -81,44 +85,17 @@ class Knob(NamedTuple):
 
 def knob_mappings() -> tuple[Knob, ...]:
     """The four knobs of the Neutone model, in Neutone's order (see the module notes)."""
+    semitones, autotune = LIMITS["pitch_shift"], LIMITS["autotune"]
     return (
-        Knob(
-            "Pitch",
-            "adjuster.pitch_shift",
-            -24.0,
-            24.0,
-            0.0,
-            "semitones",
-            "Pitch shift, -24..24 semitones (centre: none)",
-        ),
-        Knob(
-            "Autotune",
-            "adjuster.autotune",
-            0.0,
-            1.0,
-            0.0,
-            "",
-            "Pull towards the notes of the key, 0 (off) .. 1 (exactly on them)",
-        ),
-        Knob(
-            "Loudness",
-            "adjuster.loudness_shift",
-            -30.0,
-            30.0,
-            0.0,
-            "dB",
-            "Loudness shift, -30..30 dB (centre: none)",
-        ),
-        Knob(
-            "Noise",
-            "noise_mix",
-            0.0,
-            2.0,
-            1.0,
-            "",
-            "Noise (breath, bow) level, 0..2 (centre: as trained)",
-        ),
-    )
+        Knob("Pitch", "adjuster.pitch_shift", *semitones, default=0.0, unit="semitones",
+             description="Pitch shift, -24..24 semitones (centre: none)"),
+        Knob("Autotune", "adjuster.autotune", *autotune, default=0.0, unit="",
+             description="Pull towards the notes of the key, 0 (off) .. 1 (exactly on them)"),
+        Knob("Loudness", "adjuster.loudness_shift", -30.0, 30.0, default=0.0, unit="dB",
+             description="Loudness shift, -30..30 dB (centre: none)"),
+        Knob("Noise", "noise_mix", *MIX_RANGE, default=1.0, unit="",
+             description="Noise (breath, bow) level, 0..2 (centre: as trained)"),
+    )  # fmt: skip
 
 
 def export_neutone(trained, target: str | Path) -> Path:
@@ -174,7 +151,7 @@ def _metadata(trained, live: LiveModel) -> dict[str, str | list[str]]:
             f"rate; fixed latency {latency_ms:.1f} ms plus the plugin's buffering.",
             LONG_CHARS,
         ),
-        "tags": tags[:MAX_TAGS],
+        "tags": tags,
     }
 
 
