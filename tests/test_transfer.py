@@ -168,3 +168,57 @@ def test_models_command_lists_bundled_and_user_models(model_path, monkeypatch, t
     assert "mine" in listing and "user" in listing
     assert all(name in listing for name in BUNDLED)
     assert load_model("mine").name == "mine"
+
+
+def test_nan_samples_become_silence_with_a_warning(loaded, tmp_path, capsys):
+    audio = _melody(2.0)
+    audio[16000:16003] = np.nan
+    audio[20000] = np.inf
+    source = tmp_path / "bad.wav"
+    sf.write(source, audio, RATE, subtype="FLOAT")
+    result = transfer_file(source, loaded, tmp_path / "out.wav")
+    warning = capsys.readouterr().err
+    assert "4 NaN or infinite samples (the first at 1.000 s) set to 0" in warning
+    assert np.isfinite(result.audio).all() and result.report.note_fraction > 0.5
+
+
+def test_bad_transfer_settings_and_inputs_are_one_line_errors(tmp_path, capsys):
+    short = tmp_path / "short.wav"
+    sf.write(short, np.zeros(1, np.float32), RATE)
+    output = tmp_path / "o.wav"
+    cases = [
+        (["transfer", str(short), "--model", "violin", "-o", str(output)], "too short"),
+        (
+            [
+                "transfer",
+                "--example",
+                "--model",
+                "violin",
+                "--octave-shift",
+                "40",
+                "-o",
+                str(output),
+            ],
+            "octave_shift must be within [-4, 4], found 40",
+        ),
+        (
+            ["transfer", "--example", "--model", "violin", "--quiet", "-3", "-o", str(output)],
+            "quiet must be within [0, 60], found -3.0",
+        ),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and message in error, error
+    assert not output.exists()
+
+
+def test_an_internal_error_is_not_dressed_as_a_user_error(monkeypatch):
+    import torchddsp.transfer
+
+    def broken(*args, **kwargs):
+        raise ValueError("an internal bug")
+
+    monkeypatch.setattr(torchddsp.transfer, "transfer", broken)
+    with pytest.raises(ValueError, match="an internal bug"):
+        main(["transfer", "--example", "--model", "violin", "-o", "/tmp/never.wav"])

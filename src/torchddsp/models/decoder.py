@@ -83,18 +83,25 @@ class RnnFcDecoder(nn.Module):
 
         Shape: see the class.
         """
-        inputs = self._scaled_inputs(f0_hz, loudness_db, z)
+        stacked = self._input_stacks(self._scaled_inputs(f0_hz, loudness_db, z))
+        rnn_out, hidden = self.gru(torch.cat(stacked, dim=-1), hidden)
+        return self._controls(stacked, rnn_out), hidden
+
+    def _input_stacks(self, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
         stacked: list[torch.Tensor] = []
         for index, stack in enumerate(self.input_stacks):
             stacked.append(stack(inputs[index]))
-        rnn_out, hidden = self.gru(torch.cat(stacked, dim=-1), hidden)
-        stacked.append(rnn_out)
-        x = self.output_stack(torch.cat(stacked, dim=-1))
+        return stacked
+
+    def _controls(
+        self, stacked: list[torch.Tensor], rnn_out: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        x = self.output_stack(torch.cat(stacked + [rnn_out], dim=-1))
         parts = self.dense_out(x).split(list(self.output_sizes.values()), dim=-1)
         controls: dict[str, torch.Tensor] = {}
         for index, name in enumerate(self.output_sizes.keys()):
             controls[name] = parts[index]
-        return controls, hidden
+        return controls
 
     @torch.jit.export
     def init_state(
@@ -125,8 +132,22 @@ class RnnFcDecoder(nn.Module):
             for name, size in self.output_sizes.items():
                 controls[name] = empty.expand(-1, -1, size)
             return controls, state
-        controls, hidden = self.forward(f0_hz, loudness_db, None, state["hidden"])
-        return controls, {"hidden": hidden}
+        stacked = self._input_stacks(self._scaled_inputs(f0_hz, loudness_db, None))
+        x = torch.cat(stacked, dim=-1)
+        # Cell by cell: the GRU's own per-call work dominates a few frames at a time.
+        hidden = state["hidden"][0]
+        steps: list[torch.Tensor] = []
+        for index in range(x.shape[1]):
+            hidden = torch.gru_cell(
+                x[:, index],
+                hidden,
+                self.gru.weight_ih_l0,
+                self.gru.weight_hh_l0,
+                self.gru.bias_ih_l0,
+                self.gru.bias_hh_l0,
+            )
+            steps.append(hidden)
+        return self._controls(stacked, torch.stack(steps, 1)), {"hidden": hidden[None]}
 
     def _scaled_inputs(
         self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, z: torch.Tensor | None
