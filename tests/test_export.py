@@ -162,6 +162,9 @@ def renders(violin_file) -> dict[str, torch.Tensor]:
         "no_harmonics": [("harmonic_mix", 0)],
         "no_noise": [("noise_mix", 0)],
         "no_auto_adjust": [("auto_adjust", 0)],
+        "all_rests": [("threshold", 10)],  # no frame reaches ten times the note threshold
+        "loud_rests": [("quiet", 0)],
+        "reverb_mix": [("reverb_mix", 0)],
     }
     signal = _tone(3.0)  # A3 for 1.5 s (the last 0.3 s a rest), then E4
     out = {}
@@ -190,6 +193,37 @@ def test_auto_adjust_off_keeps_the_input_register(renders):
 def test_loudness_shift_lowers_the_level(renders):
     drop = _rms_db(renders["plain"]) - _rms_db(renders["loudness_shift"])
     assert drop == pytest.approx(12, abs=1)
+
+
+def test_threshold_and_quiet_shape_the_rests(renders):
+    assert _rms_db(renders["all_rests"]) < _rms_db(renders["plain"]) - 10  # quieted throughout
+    rest = slice(int(1.35 * RATE), int(1.48 * RATE))  # the end of the rest after the second note
+    assert _rms_db(renders["loud_rests"][..., rest]) > _rms_db(renders["plain"][..., rest]) + 6
+
+
+def test_reverb_mix_leaves_a_model_without_reverb_alone(renders):
+    torch.testing.assert_close(renders["reverb_mix"], renders["plain"], rtol=0, atol=0)
+
+
+def _vibrato_tone(seconds: float = 2.0, depth_cents: float = 30.0) -> torch.Tensor:
+    """A3 with a 5 Hz vibrato, as [1, 1, n]."""
+    t = torch.arange(round(seconds * RATE), dtype=torch.float64) / RATE
+    f0 = 220.0 * 2 ** (depth_cents / 1200 * torch.sin(2 * torch.pi * 5 * t))
+    phase = 2 * torch.pi * torch.cumsum(f0, 0) / RATE
+    return (0.2 * sum(torch.sin(k * phase) / k for k in range(1, 6)))[None, None].float()
+
+
+def test_autotune_pulls_the_vibrato_onto_the_note(violin_file):
+    spread = {}
+    for amount in (0.0, 1.0):
+        host = NNHost(str(violin_file))
+        assert host.set("autotune", amount) == 0
+        out = _stream(host, _vibrato_tone())[..., RATE // 2 :].reshape(1, -1)
+        features = compute_features(out[:, : out.shape[1] // 480 * 480], RATE, 100)
+        midi = hz_to_midi(features["f0_hz"][0][features["f0_confidence"][0] > 0.8])
+        spread[amount] = float(100 * midi.std())
+    assert spread[0.0] > 15  # the vibrato, +-30 cents
+    assert spread[1.0] < 0.2 * spread[0.0]
 
 
 def test_mixes_take_out_the_harmonics_or_the_noise(renders):
