@@ -162,7 +162,7 @@ def renders(violin_file) -> dict[str, torch.Tensor]:
         "no_harmonics": [("harmonic_mix", 0)],
         "no_noise": [("noise_mix", 0)],
         "no_auto_adjust": [("auto_adjust", 0)],
-        "all_rests": [("threshold", 10)],  # no frame reaches ten times the note threshold
+        "all_notes": [("threshold", 0)],  # every frame a note: nothing to quiet
         "loud_rests": [("quiet", 0)],
         "reverb_mix": [("reverb_mix", 0)],
     }
@@ -196,9 +196,9 @@ def test_loudness_shift_lowers_the_level(renders):
 
 
 def test_threshold_and_quiet_shape_the_rests(renders):
-    assert _rms_db(renders["all_rests"]) < _rms_db(renders["plain"]) - 10  # quieted throughout
     rest = slice(int(1.35 * RATE), int(1.48 * RATE))  # the end of the rest after the second note
-    assert _rms_db(renders["loud_rests"][..., rest]) > _rms_db(renders["plain"][..., rest]) + 6
+    for louder in ("loud_rests", "all_notes"):
+        assert _rms_db(renders[louder][..., rest]) > _rms_db(renders["plain"][..., rest]) + 6
 
 
 def test_reverb_mix_leaves_a_model_without_reverb_alone(renders):
