@@ -389,7 +389,7 @@ class Adjuster(nn.Module):
         midi = hz_to_midi(f0_hz.double())
         sums = self.accumulate_notes(sums, midi, confidence, loudness_db, notes, 0.0)
         derived = self.derive(sums)
-        octave = torch.round(derived["register"]) * derived["has_notes"]
+        octave = self.register(sums) * derived["has_notes"]
         adjusted_f0, adjusted_loudness = self.apply(f0_hz, loudness_db, ratio, derived, octave)
         return adjusted_f0[0], adjusted_loudness[0], notes[0], self._report(notes, derived, octave)
 

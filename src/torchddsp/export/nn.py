@@ -30,7 +30,7 @@ from ..data.atomic import atomic_output
 from ..live import LiveModel
 from ..live.engine import MIX_RANGE
 
-BOOL, INT, FLOAT = 0, 1, 2
+INT, FLOAT = 1, 2  # nn~'s type ids (bool 0 is unused: see the module notes)
 ATTRIBUTES = {  # name: (type id, low, high)
     "pitch_shift": (FLOAT, *LIMITS["pitch_shift"]),
     "octave_shift": (INT, *LIMITS["octave_shift"]),
