@@ -43,13 +43,16 @@ class DataConfig:
 class ModelConfig:
     """Decoder sizes, synthesizer and spectral loss of the autoencoder."""
 
+    kind: str = "instrument"  # instrument: harmonic + noise; voice: glottal source + vocal tract
     n_harmonics: int = 60
     n_noise_bands: int = 65
+    n_tract_bands: int = 65  # voice: bands of the vocal tract filter on the glottal source
+    adversary_weight: float = 0.1  # voice: attribute loss through gradient reversal on z
     reverb_length: int = 48000  # impulse response taps; 0 = no reverb
     mlp_units: int = 512
     mlp_layers: int = 3  # 0 = no fc stacks around the GRU (DDSP's tiny model)
     gru_units: int = 512
-    z_dims: int = 0  # 0 = no z encoder; > 0 = MFCC -> GRU -> z encoder
+    z_dims: int = 0  # 0 = no z encoder; > 0 = MFCC -> GRU -> z encoder (voice: the content code)
     n_mfcc: int = 30
     encoder_gru_units: int = 512
     amp_resample_method: str = "window"  # one of functional.core.RESAMPLE_METHODS
@@ -91,7 +94,12 @@ class ExperimentConfig:
 
 SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}
 SHORTHANDS = {"data": "data.path"}  # `data=/x` means `data.path=/x`
-CHOICES = {("data", "f0_method"): F0_METHODS, ("model", "amp_resample_method"): RESAMPLE_METHODS}
+MODEL_KINDS = ("instrument", "voice")
+CHOICES = {
+    ("data", "f0_method"): F0_METHODS,
+    ("model", "amp_resample_method"): RESAMPLE_METHODS,
+    ("model", "kind"): MODEL_KINDS,
+}
 _INVALID = object()  # a value that does not fit the field's type
 
 
@@ -264,3 +272,5 @@ def _check_consistency(config: ExperimentConfig, label: str) -> None:
         frame_hop_size(config.data.sample_rate, config.data.frame_rate)
     except ValueError as error:
         raise UserError(f"{label}: data.{error}") from error
+    if config.model.kind == "voice" and config.model.z_dims < 1:
+        raise UserError(f"{label}: a voice model needs model.z_dims >= 1 (its content code)")

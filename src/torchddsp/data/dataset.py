@@ -23,6 +23,8 @@ SPLITS = ("train", "val")
 FEATURE_NAMES = ("f0_hz", "f0_confidence", "loudness_db")
 ARRAY_NAMES = ("audio", *FEATURE_NAMES)
 SOURCES_NAME = "sources"  # [N, 2] int64: index into manifest["files"], first sample
+LABEL_NAMES = ("gender", "has_gender", "age", "has_age")
+UNKNOWN_LABEL = 0.5  # the condition of an unlabelled voice: between the groups
 REQUIRED_KEYS = ("format_version", "settings", "layout", "splits", "files", "skipped", "statistics")
 REQUIRED_SETTINGS = ("sample_rate", "frame_rate", "example_seconds", "hop_seconds", "f0_method")
 
@@ -101,7 +103,9 @@ class DDSPDataset(torch.utils.data.Dataset):
 
     ``dataset[i]`` is ``{"audio": [n_samples], "f0_hz": [n_frames],
     "f0_confidence": [n_frames], "loudness_db": [n_frames]}``, frame ``j``
-    centred on audio sample ``j * sample_rate / frame_rate``.
+    centred on audio sample ``j * sample_rate / frame_rate``. A labelled
+    (voice) dataset adds scalars ``gender``, ``age`` (0.5 when unknown) and
+    ``has_gender``, ``has_age``.
     Shape: -> dict of [example_samples] and [example_frames] tensors.
     """
 
@@ -116,6 +120,7 @@ class DDSPDataset(torch.utils.data.Dataset):
         self._length = int(self.manifest["splits"][split]["n_examples"])
         self._arrays: dict[str, np.ndarray] | None = None
         self._open_arrays()  # Fails now, in the main process, if an array is missing.
+        self._labels = self._example_labels()
 
     def _open_arrays(self) -> dict[str, np.ndarray]:
         layout = self.manifest["layout"]
@@ -137,6 +142,29 @@ class DDSPDataset(torch.utils.data.Dataset):
                 )
         return arrays
 
+    def _example_labels(self) -> dict[str, np.ndarray]:
+        """Each example's gender and age, from its clip's labels (none for unlabelled data)."""
+        files = self.manifest["files"]
+        if not files or "labels" not in files[0]:
+            return {}
+        per_file = {name: [] for name in LABEL_NAMES}
+        for entry in files:
+            for name in ("gender", "age"):
+                value = entry["labels"].get(name)
+                per_file[name].append(UNKNOWN_LABEL if value is None else value)
+                per_file[f"has_{name}"].append(value is not None)
+        sources_path = self.path / self.split / f"{SOURCES_NAME}.npy"
+        try:
+            file_index = np.load(sources_path)[:, 0]
+        except (OSError, ValueError, IndexError) as err:
+            raise UserError(
+                f"{sources_path} is missing or corrupt ({err}): {_rerun_hint(self.path)} again"
+            ) from None
+        return {
+            name: np.asarray(values, np.float32 if name in ("gender", "age") else bool)[file_index]
+            for name, values in per_file.items()
+        }
+
     def __len__(self) -> int:
         return self._length
 
@@ -144,9 +172,8 @@ class DDSPDataset(torch.utils.data.Dataset):
         if self._arrays is None:
             self._arrays = self._open_arrays()
         # np.array copies out of the read-only map; torch wants writable memory.
-        return {
-            name: torch.from_numpy(np.array(array[index])) for name, array in self._arrays.items()
-        }
+        arrays = {**self._arrays, **self._labels}
+        return {name: torch.from_numpy(np.array(array[index])) for name, array in arrays.items()}
 
     def __getstate__(self) -> dict:
         # Workers open their own maps (pickling a memmap would copy the whole array).

@@ -48,6 +48,7 @@ class Source:
     n_samples: int
     cache_path: Path
     regions: dict[str, tuple[int, int]] = field(default_factory=dict)  # split -> frames [a, b)
+    labels: dict | None = None  # speaker, gender, age and the given split of a labelled clip
 
     def n_frames(self, layout: ExampleLayout) -> int:
         return self.n_samples // layout.hop_size  # Frames wholly inside the audio.
@@ -84,7 +85,14 @@ def layout_entry(layout: ExampleLayout) -> dict:
 def assign_regions(
     sources: list[Source], layout: ExampleLayout, val_fraction: float, seed: int
 ) -> str:
-    """Set each source's frame regions per split; returns how it split."""
+    """Set each source's frame regions per split; returns how it split.
+
+    Labelled clips come with their split (by speaker, so no speaker is in both).
+    """
+    if sources and sources[0].labels is not None:
+        for source in sources:
+            source.regions = {source.labels["split"]: (0, source.n_frames(layout))}
+        return "by_speaker"
     if val_fraction == 0:
         for source in sources:
             source.regions = {"train": (0, source.n_frames(layout))}
@@ -149,4 +157,5 @@ def file_entry(source: Source, layout: ExampleLayout) -> dict:
         "n_examples": {
             split: len(layout.starts(*region)) for split, region in source.regions.items()
         },
+        **({"labels": source.labels} if source.labels is not None else {}),
     }

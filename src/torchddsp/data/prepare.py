@@ -48,6 +48,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,9 +132,13 @@ def prepare_dataset(
     f0_method: str = "yin",
     val_fraction: float = 0.1,
     seed: int = 0,
+    labels: Mapping[str, dict] | None = None,
 ) -> PreparedDataset:
     """Prepare the recordings under ``audio_dir`` as a dataset in ``out_dir`` (see module notes).
 
+    ``labels`` (a voice dataset's) maps clip paths relative to ``audio_dir`` to
+    ``{"split", "speaker", "gender", "age"}``: only those clips are prepared,
+    each in its given split, its labels kept in the manifest.
     Raises :class:`UserError` when ``audio_dir`` holds no usable audio,
     ``out_dir`` holds something else, or the settings do not fit together.
     Shape: files -> arrays [N, example_samples] and [N, example_frames] per split.
@@ -147,6 +152,8 @@ def prepare_dataset(
         raise UserError(f"val_fraction must be within [0, 1), found {val_fraction}")
     audio_dir, out_dir = Path(audio_dir).resolve(), Path(out_dir).resolve()
     audio_paths, skipped = _find_files(audio_dir, out_dir)
+    if labels is not None:
+        audio_paths = [p for p in audio_paths if p.relative_to(audio_dir).as_posix() in labels]
     _check_out_dir(out_dir)
     settings = {
         "sample_rate": sample_rate,
@@ -159,6 +166,8 @@ def prepare_dataset(
         "seed": seed,
     }
     sources, n_computed = _load_sources(audio_dir, audio_paths, out_dir, layout, settings, skipped)
+    for source in sources if labels is not None else []:
+        source.labels = dict(labels[source.name])
     if not sources:
         raise UserError(f"{audio_dir} has no usable recording ({_first_reasons(skipped)})")
     split_method = assign_regions(sources, layout, val_fraction, seed)

@@ -18,6 +18,17 @@ from .decoder import RnnFcDecoder
 from .encoder import MfccEncoder
 
 
+def shipped_dag(name: str, node_args: Mapping[str, dict]) -> dict:
+    """A DAG config shipped in ``torchddsp/processors/configs``, with ``node_args`` merged into
+    its nodes' args (by node name). For :meth:`ProcessorGroup.from_config`."""
+    # The packaged file itself: read_yaml would prefer a same-named file in the working directory.
+    folder = resources.files("torchddsp.processors").joinpath("configs")
+    dag = yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text(encoding="utf-8"))
+    for node in dag["nodes"]:
+        node.setdefault("args", {}).update(node_args.get(node["name"], {}))
+    return dag
+
+
 def synthesis_config(model_config: ModelConfig, sample_rate: int, frame_rate: int) -> dict:
     """The shipped DAG ``harmonic_noise_reverb`` (``harmonic_noise`` without reverb)
     with the rates, resampling and reverb length of ``model_config``.
@@ -26,18 +37,15 @@ def synthesis_config(model_config: ModelConfig, sample_rate: int, frame_rate: in
     controls and ``f0_hz``.
     """
     name = "harmonic_noise_reverb" if model_config.reverb_length > 0 else "harmonic_noise"
-    # The packaged file itself: read_yaml would prefer a same-named file in the working directory.
-    folder = resources.files("torchddsp.processors").joinpath("configs")
-    dag = yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text(encoding="utf-8"))
     rates = {"sample_rate": sample_rate, "frame_rate": frame_rate}
-    args = {
-        "harmonic": {**rates, "amp_resample_method": model_config.amp_resample_method},
-        "noise": rates,
-        "reverb": {"reverb_length": model_config.reverb_length},
-    }
-    for node in dag["nodes"]:
-        node.setdefault("args", {}).update(args.get(node["name"], {}))
-    return dag
+    return shipped_dag(
+        name,
+        {
+            "harmonic": {**rates, "amp_resample_method": model_config.amp_resample_method},
+            "noise": rates,
+            "reverb": {"reverb_length": model_config.reverb_length},
+        },
+    )
 
 
 class Autoencoder(nn.Module):
@@ -100,8 +108,8 @@ class Autoencoder(nn.Module):
 
         Shape: see the class.
         """
-        f0_hz = _frame_feature(features, "f0_hz")
-        loudness_db = _frame_feature(features, "loudness_db")
+        f0_hz = frame_feature(features, "f0_hz")
+        loudness_db = frame_feature(features, "loudness_db")
         z = None
         if self.encoder is not None:
             z = self.encoder(self._audio(features, f0_hz.shape[1]), f0_hz.shape[1])
@@ -170,7 +178,7 @@ class Autoencoder(nn.Module):
         Shape: -> {"spectral": scalar, "total": scalar}.
         """
         synth = outputs["audio_synth"]
-        n_frames = _frame_feature(features, "f0_hz").shape[1]
+        n_frames = frame_feature(features, "f0_hz").shape[1]
         target = self._audio(features, n_frames)
         with torch.autocast(synth.device.type, enabled=False):
             spectral = self.spectral_loss(target.to(synth.dtype), synth)
@@ -231,7 +239,7 @@ def render_in_blocks(
     return torch.cat([*pieces, signals["audio"]], dim=1)
 
 
-def _frame_feature(features: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
+def frame_feature(features: Mapping[str, torch.Tensor], key: str) -> torch.Tensor:
     """A frame-rate feature as [batch, n_frames, 1]."""
     if key not in features:
         raise ValueError(

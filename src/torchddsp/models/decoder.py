@@ -35,7 +35,8 @@ class RnnFcDecoder(nn.Module):
     :func:`fc_stack`; their concatenation through a GRU; the GRU output,
     concatenated again with the input stacks' outputs, through a final stack and
     one linear layer split into the raw (unscaled) synthesizer controls.
-    ``mlp_layers=0`` drops the stacks (DDSP's tiny model).
+    ``mlp_layers=0`` drops the stacks (DDSP's tiny model). ``outputs`` names
+    the controls and their sizes (default: the harmonic-plus-noise model's).
     Offline calls start from a zero hidden state; streaming calls pass the
     returned ``hidden`` back in, so consecutive blocks equal one long call.
 
@@ -54,6 +55,7 @@ class RnnFcDecoder(nn.Module):
         mlp_layers: int = 3,
         gru_units: int = 512,
         z_dims: int = 0,
+        outputs: dict[str, int] | None = None,
     ):
         super().__init__()
         self.z_dims = z_dims
@@ -65,7 +67,7 @@ class RnnFcDecoder(nn.Module):
         self.gru = nn.GRU(stacked_units, gru_units, batch_first=True)
         self.output_stack = fc_stack(stacked_units + gru_units, mlp_units, mlp_layers)
         out_features = mlp_units if mlp_layers else stacked_units + gru_units
-        self.output_sizes = {
+        self.output_sizes = outputs or {
             "amplitudes": 1,
             "harmonic_distribution": n_harmonics,
             "noise_magnitudes": n_noise_bands,

@@ -130,10 +130,12 @@ def export_model(path_or_run_dir: str | Path, target: str | Path) -> Path:
 
 
 def build_model(config) -> torch.nn.Module:
-    """The autoencoder an experiment config describes, freshly initialised."""
+    """The autoencoder an experiment config describes (``model.kind``), freshly initialised."""
     from .autoencoder import Autoencoder
+    from .voice import VoiceAutoencoder
 
-    return Autoencoder(config.model, config.data.sample_rate, config.data.frame_rate)
+    kind = VoiceAutoencoder if config.model.kind == "voice" else Autoencoder
+    return kind(config.model, config.data.sample_rate, config.data.frame_rate)
 
 
 def load_checkpoint(
