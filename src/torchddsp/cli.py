@@ -77,9 +77,15 @@ def _features(args: argparse.Namespace) -> None:
 def _prepare(args: argparse.Namespace) -> None:
     from .data.prepare import prepare_dataset
     from .data.prepare_summary import summarize_preparation
+    from .voice.commonvoice import is_voice_source, voice_labels
 
+    audio_dir, labels = args.audio_dir, None
+    if is_voice_source(args.audio_dir):
+        audio_dir, labels = voice_labels(
+            args.audio_dir, args.max_clips_per_speaker, args.val_fraction, args.seed
+        )
     done = prepare_dataset(
-        args.audio_dir,
+        audio_dir,
         args.out_dir,
         sample_rate=args.sample_rate,
         frame_rate=args.frame_rate,
@@ -88,6 +94,7 @@ def _prepare(args: argparse.Namespace) -> None:
         f0_method=args.f0_method,
         val_fraction=args.val_fraction,
         seed=args.seed,
+        labels=labels,
     )
     print(summarize_preparation(done))
 
@@ -171,6 +178,42 @@ def _transfer(args: argparse.Namespace) -> None:
         print(f"wrote {args.plot}")
 
 
+def _festival(args: argparse.Namespace) -> None:
+    from .voice.festival import TINY_CLIPS_PER_VOICE, TINY_VOICES, make_festival_dataset
+
+    done = make_festival_dataset(
+        args.out_dir,
+        minutes_per_voice=args.minutes,
+        voices=TINY_VOICES if args.tiny else args.voices,
+        seed=args.seed,
+        sample_rate=args.sample_rate,
+        max_clips_per_voice=TINY_CLIPS_PER_VOICE if args.tiny else None,
+    )
+    print(
+        f"wrote {done.n_clips} clips of {len(done.voices)} voices ({done.seconds / 60:.1f} min, "
+        f"{done.n_synthesized} synthesised now); list {done.tsv_path}"
+    )
+
+
+def _convert(args: argparse.Namespace) -> None:
+    from .models import load_model
+    from .models.trained import example_voice
+    from .voice.convert import convert_file
+
+    if (args.input is None) == (not args.example):
+        raise UserError("give an INPUT audio file or --example (the bundled speech), not both")
+    source = example_voice() if args.example else args.input
+    loaded = load_model(args.model)
+    output = args.output or f"{Path(source).stem}.{loaded.name}.wav"
+    result = convert_file(source, loaded, output, args.gender, args.age, args.pitch_shift)
+    seconds = len(result.audio) / result.sample_rate
+    print(
+        f"{Path(source).name} -> {loaded.name}: gender {result.gender:.2f}, age "
+        f"{result.age:.2f}, pitch shift {result.pitch_shift:+g} semitones"
+    )
+    print(f"wrote {output} ({seconds:.2f} s at {result.sample_rate} Hz, in {result.seconds:.1f} s)")
+
+
 EXPORT_FORMATS = ("nn", "neutone")
 
 
@@ -234,6 +277,41 @@ def _add_transfer_parser(commands) -> None:
     transfer.set_defaults(run=_transfer)
     models = commands.add_parser("models", help="list the bundled and user models")
     models.set_defaults(run=_models)
+
+
+def _add_voice_parsers(commands) -> None:
+    festival = commands.add_parser(
+        "festival", help="write a Common Voice style dataset spoken by Festival voices"
+    )
+    festival.add_argument("out_dir", help="folder for validated.tsv and clips/ (reruns resume)")
+    festival.add_argument("--minutes", type=float, default=2.0, help="of speech per voice")
+    which = festival.add_mutually_exclusive_group()
+    which.add_argument(
+        "--voices", type=_names, help="comma-separated Festival voices (default: all installed)"
+    )
+    which.add_argument("--tiny", action="store_true", help="3 voices x 3 clips, for tests")
+    festival.add_argument("--seed", type=int, default=0, help="draws each voice's sentences")
+    festival.add_argument("--sample-rate", type=int, default=48000, help="Common Voice's: 48000")
+    festival.set_defaults(run=_festival)
+    convert = commands.add_parser(
+        "convert", help="a voice with another pitch, gender or age (a voice model)"
+    )
+    convert.add_argument("input", nargs="?", help="audio file of any length, rate and channels")
+    convert.add_argument("--example", action="store_true", help="use the bundled example speech")
+    convert.add_argument("--model", required=True, help=MODEL_HELP)
+    convert.add_argument("-o", "--output", help="audio file (default: INPUT_STEM.MODEL.wav)")
+    convert.add_argument(
+        "--gender", help="0 (male) .. 1 (female), or a word: male, female (default: the input's)"
+    )
+    convert.add_argument(
+        "--age", help="years / 100, or a word: teens .. nineties, child (default: the input's)"
+    )
+    convert.add_argument("--pitch-shift", default="0", help="semitones (-24 .. 24)")
+    convert.set_defaults(run=_convert)
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 def _add_export_parser(commands) -> None:
@@ -355,7 +433,11 @@ def _add_prepare_parser(commands) -> None:
     prepare = commands.add_parser(
         "prepare", help="turn a folder of recordings into a training dataset"
     )
-    prepare.add_argument("audio_dir", help="folder of recordings, searched recursively")
+    prepare.add_argument(
+        "audio_dir",
+        help="folder of recordings (searched recursively); or, for a voice dataset, a Common "
+        "Voice language folder (validated.tsv, clips/) or a CSV of path,gender,age",
+    )
     prepare.add_argument("out_dir", help="dataset folder to write (rerunning reuses its cache)")
     defaults = DataConfig()
     prepare.add_argument("--sample-rate", type=int, default=defaults.sample_rate)
@@ -368,7 +450,12 @@ def _add_prepare_parser(commands) -> None:
     )
     prepare.add_argument("--f0-method", default=defaults.f0_method, choices=list(F0_METHODS))
     prepare.add_argument("--val-fraction", type=float, default=defaults.val_fraction)
-    prepare.add_argument("--seed", type=int, default=0, help="draws the validation files")
+    prepare.add_argument(
+        "--seed", type=int, default=0, help="draws the validation files (voices: speakers)"
+    )
+    prepare.add_argument(
+        "--max-clips-per-speaker", type=int, default=50, help="voice datasets: clips kept each"
+    )
     prepare.set_defaults(run=_prepare)
 
 
@@ -428,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_resynth_parser(commands)
     _add_transfer_parser(commands)
     _add_export_parser(commands)
+    _add_voice_parsers(commands)
     return parser
 
 

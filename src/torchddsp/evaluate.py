@@ -26,12 +26,14 @@ NOTE_LOUDNESS_DB = -60.0  # "note frames" also need this loudness in the input
 def frame_errors(
     batch: dict, synth: torch.Tensor, sample_rate: int, frame_rate: int, f0_method: str
 ) -> dict[str, np.ndarray]:
-    """Per-frame loudness (dB) and f0 (cents) errors of ``synth`` against the input features.
+    """Per-frame loudness (dB) and f0 (cents) errors of ``synth`` against the input features;
+    of a voice dataset's examples (labelled), also the voice measures of :func:`voice_errors`.
 
     Shape: batch {f0_hz, f0_confidence, loudness_db [batch, n_frames]}, synth
-    [batch, n_samples] -> {"loudness", "loudness_notes", "f0_cents"} flat arrays.
+    [batch, n_samples] -> {"loudness", "loudness_notes", "f0_cents", ...} flat arrays.
     """
     resynth = compute_features(synth.float(), sample_rate, frame_rate, f0_method)
+    voice = voice_errors(batch, synth, resynth, sample_rate, frame_rate) if "age" in batch else {}
     loudness_error = (resynth["loudness_db"] - batch["loudness_db"]).abs()
     confident = batch["f0_confidence"] >= F0_CONFIDENCE_THRESHOLD
     notes = confident & (batch["loudness_db"] > NOTE_LOUDNESS_DB)
@@ -40,6 +42,29 @@ def frame_errors(
         "loudness": loudness_error.flatten().numpy(),
         "loudness_notes": loudness_error[notes].numpy(),
         "f0_cents": cents[notes].numpy(),
+        **voice,
+    }
+
+
+def voice_errors(
+    batch: dict, synth: torch.Tensor, resynth: dict, sample_rate: int, frame_rate: int
+) -> dict[str, np.ndarray]:
+    """Mel-cepstral distortion per example (dB, loud frames), squared f0 errors (cents^2) on
+    frames voiced in both, and voicing disagreements per frame.
+
+    Shape: -> {"mcd_db" [batch], "f0_squared_cents" [n_voiced], "voicing_errors" [n_frames]}.
+    """
+    from .voice.metrics import mel_cepstral_distortion, voiced_frames
+
+    voiced = voiced_frames(batch["f0_confidence"])
+    voiced_out = voiced_frames(resynth["f0_confidence"])
+    both = voiced & voiced_out
+    cents = cents_apart(resynth["f0_hz"], batch["f0_hz"])
+    mcd = mel_cepstral_distortion(batch["audio"], synth.float(), sample_rate, frame_rate)
+    return {
+        "mcd_db": mcd.numpy(),
+        "f0_squared_cents": cents[both].square().numpy(),
+        "voicing_errors": (voiced != voiced_out).flatten().numpy(),
     }
 
 
@@ -52,7 +77,15 @@ def summarize_errors(errors: dict[str, list[np.ndarray]], spectral: list[float])
     """The reported metrics from accumulated per-frame errors."""
     joined = {key: np.concatenate(values) for key, values in errors.items()}
     f0_cents = joined["f0_cents"]
+    voice = {}
+    if "mcd_db" in joined:
+        voice = {
+            "mcd_db": float(np.nanmean(joined["mcd_db"])),
+            "f0_rmse_cents": float(np.sqrt(joined["f0_squared_cents"].mean())),
+            "voicing_error_rate": float(joined["voicing_errors"].mean()),
+        }
     return {
+        **voice,
         "loudness_l1_db": float(joined["loudness"].mean()),
         "loudness_l1_note_frames_db": float(joined["loudness_notes"].mean()),
         "f0_l1_cents": float(f0_cents.mean()) if f0_cents.size else float("nan"),
@@ -87,14 +120,14 @@ def evaluate(
         raise UserError(f"{dataset.manifest['path']} has no {split!r} examples to evaluate")
     f0_method = dataset.manifest["settings"]["f0_method"]
     loss = MultiScaleSpectralLoss()
-    errors: dict[str, list[np.ndarray]] = {"loudness": [], "loudness_notes": [], "f0_cents": []}
+    errors: dict[str, list[np.ndarray]] = {}
     spectral = []
     for batch in DataLoader(dataset, batch_size=batch_size):
         synth = loaded.model(batch)["audio_synth"]
         for key, value in frame_errors(
             batch, synth, loaded.sample_rate, loaded.frame_rate, f0_method
         ).items():
-            errors[key].append(value)
+            errors.setdefault(key, []).append(value)
         spectral.append(loss(batch["audio"], synth).item())
     metrics = summarize_errors(errors, spectral)
     return {

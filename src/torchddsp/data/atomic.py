@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -59,3 +60,21 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+def check_same_settings(manifest_path: Path, settings: dict) -> None:
+    """Refuse to resume into a folder written with other settings (it would mix two datasets).
+
+    ``manifest_path`` is a JSON file whose ``settings`` the folder was written with.
+    """
+    if not manifest_path.is_file():
+        return
+    previous = json.loads(manifest_path.read_text()).get("settings") or {}
+    changed = [
+        f"{k} {previous.get(k)!r}, not {v!r}" for k, v in settings.items() if previous.get(k) != v
+    ]
+    if changed:
+        raise UserError(
+            f"{manifest_path.parent} holds a dataset written with other settings "
+            f"({'; '.join(changed)}): write to another folder or delete it"
+        )

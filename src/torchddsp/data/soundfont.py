@@ -24,9 +24,8 @@ import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
-from ..errors import UserError
 from ..functional.spectral import frame_hop_size
-from .atomic import write_bytes_atomic
+from .atomic import check_same_settings, write_bytes_atomic
 from .audio import write_audio
 from .fluidsynth import (
     DEFAULT_GAIN,
@@ -186,21 +185,6 @@ def _clip_plan(minutes: float, seed: int) -> list[tuple[int, float]]:
     return plan
 
 
-def _check_settings(manifest_path: Path, settings: dict) -> None:
-    """Resuming into a folder rendered with other settings would mix two datasets."""
-    if not manifest_path.is_file():
-        return
-    previous = json.loads(manifest_path.read_text()).get("settings") or {}
-    changed = [
-        f"{k} {previous.get(k)!r}, not {v!r}" for k, v in settings.items() if previous.get(k) != v
-    ]
-    if changed:
-        raise UserError(
-            f"{manifest_path.parent} holds a dataset rendered with other settings "
-            f"({'; '.join(changed)}): use another --out folder or delete it"
-        )
-
-
 def render_dataset(
     instrument: str | Instrument,
     minutes: float,
@@ -235,7 +219,7 @@ def render_dataset(
         "gain": gain,
     }
     manifest_path = out_dir / "manifest.json"
-    _check_settings(manifest_path, settings)
+    check_same_settings(manifest_path, settings)
     _write_manifest(manifest_path, settings, [])  # Guards a resume after an interruption.
     plan = _clip_plan(minutes, seed)
     clips, n_rendered = [], 0

@@ -10,12 +10,14 @@ What nn~ (Pure Data, Max) reads of a model file:
   ``set_<attr>(value) -> int``, 0 on success; a value out of range returns 1
   and changes nothing.
 
-Methods: ``forward`` (audio -> the timbre transfer), ``render`` (f0 in Hz and
-loudness in dB as two control channels -> audio) and ``features`` (audio ->
-f0, confidence, loudness). Attributes: the transfer adjustments, the three
-mixes and ``sample_rate`` (nn~ does not pass Pd's rate to a model it loads:
-patches send ``set sample_rate`` from ``[samplerate~]``). ``auto_adjust`` is
-an int (0 or 1), because nn~ reads any number sent to a bool as true.
+An instrument's methods: ``forward`` (audio -> the timbre transfer),
+``render`` (f0 in Hz and loudness in dB as two control channels -> audio) and
+``features`` (audio -> f0, confidence, loudness). Attributes: the transfer
+adjustments, the three mixes and ``sample_rate`` (nn~ does not pass Pd's rate
+to a model it loads: patches send ``set sample_rate`` from ``[samplerate~]``).
+``auto_adjust`` is an int (0 or 1), because nn~ reads any number sent to a bool
+as true. A voice model's one method: ``forward``, channels ``[audio,
+pitch_shift, gender, age]`` -> the converted voice; attribute ``sample_rate``.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from torch import nn
 
 from ..adjust import LIMITS
 from ..data.atomic import atomic_output
-from ..live import LiveModel
+from ..live import LiveModel, LiveVoice
 from ..live.engine import MIX_RANGE
+from ..models.voice import VoiceAutoencoder
 
 INT, FLOAT = 1, 2  # nn~'s type ids (bool 0 is unused: see the module notes)
 ATTRIBUTES = {  # name: (type id, low, high)
@@ -45,6 +48,7 @@ ATTRIBUTES = {  # name: (type id, low, high)
     "sample_rate": (INT, 0.0, 0.0),  # one of the host rates the file was built with
 }
 METHODS = {"forward": (1, 1, 1, 1), "render": (2, 1, 1, 1), "features": (1, 1, 3, 1)}
+VOICE_FORWARD_PARAMS = (4, 1, 1, 1)
 
 
 class NNModel(nn.Module):
@@ -66,7 +70,7 @@ class NNModel(nn.Module):
 
     @torch.jit.export
     def get_methods(self) -> list[str]:
-        return ["forward", "render", "features"]
+        return list(METHODS)
 
     @torch.jit.export
     def get_attributes(self) -> list[str]:
@@ -216,11 +220,52 @@ class NNModel(nn.Module):
         return [self.live.host_rate]
 
 
+class VoiceNNModel(nn.Module):
+    """The nn~ face of a :class:`~torchddsp.live.LiveVoice` (see the module notes).
+
+    Shape: forward: [batch, 4, n] (audio, pitch_shift, gender, age) -> [batch, 1, n].
+    """
+
+    def __init__(self, live: LiveVoice):
+        super().__init__()
+        self.live = live
+        self.register_buffer("forward_params", torch.tensor(VOICE_FORWARD_PARAMS))
+        self.register_buffer("sample_rate_params", torch.tensor([INT]))
+
+    @torch.jit.export
+    def get_methods(self) -> list[str]:
+        return ["forward"]
+
+    @torch.jit.export
+    def get_attributes(self) -> list[str]:
+        return ["sample_rate"]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.live(x[:, 0], x[:, 1], x[:, 2], x[:, 3])[:, None]
+
+    @torch.jit.export
+    def get_latency(self) -> int:
+        """Samples from an input sample to its conversion, at the current rate."""
+        return self.live.latency_samples()
+
+    @torch.jit.export
+    def set_sample_rate(self, value: int) -> int:
+        """A host rate the file was built with; the stream restarts (see the module notes)."""
+        return 0 if self.live.set_host_rate(value) else 1
+
+    @torch.jit.export
+    def get_sample_rate(self) -> list[int]:
+        return [self.live.host_rate]
+
+
 def export_nn(trained, target: str | Path, host_rate: int = 48000) -> Path:
     """Script ``trained`` (a :class:`~torchddsp.models.TrainedModel`) as an nn~ model file,
-    written atomically. Shape: see :class:`NNModel`."""
-    live = LiveModel(trained, host_rate).requires_grad_(False)
-    scripted = torch.jit.script(NNModel(live))
+    written atomically. Shape: see :class:`NNModel`, :class:`VoiceNNModel`."""
+    if isinstance(trained.model, VoiceAutoencoder):
+        module = VoiceNNModel(LiveVoice(trained, host_rate).requires_grad_(False))
+    else:
+        module = NNModel(LiveModel(trained, host_rate).requires_grad_(False))
+    scripted = torch.jit.script(module)
     target = Path(target)
     with atomic_output(target) as tmp:
         scripted.save(str(tmp))

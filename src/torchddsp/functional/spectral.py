@@ -322,11 +322,26 @@ def mfcc(
     check_positive_int(n_mfcc, "n_mfcc")
     if n_mfcc > n_mels:
         raise ValueError(f"n_mfcc must be at most n_mels={n_mels}, found {n_mfcc}")
-    mel = mel_spectrogram(
-        audio, sample_rate, n_fft, hop_size, n_mels, fmin, fmax, 2.0, padding, window
+    hop_size = n_fft // 4 if hop_size is None else hop_size
+    fmax = sample_rate / 2.0 if fmax is None else fmax
+    return frames_mfcc(
+        frame(audio, n_fft, hop_size, padding),
+        _resolve_window(window, n_fft, audio),
+        mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax, audio.dtype, audio.device),
+        dct_matrix(n_mels, n_mfcc, audio.dtype, audio.device),
     )
-    mel_db = power_to_db(mel, range_db=math.inf, amin=1e-10)
-    return mel_db @ dct_matrix(n_mels, n_mfcc, audio.dtype, audio.device)
+
+
+def frames_mfcc(
+    frames: torch.Tensor, window: torch.Tensor, mel_basis: torch.Tensor, dct_basis: torch.Tensor
+) -> torch.Tensor:
+    """:func:`mfcc` of frames already cut (a stream's, from :func:`take_ready_frames`), with
+    the window, :func:`mel_filterbank` and :func:`dct_matrix` given. TorchScript-compatible.
+
+    Shape: frames [batch, n_frames, n_fft] -> [batch, n_frames, n_mfcc].
+    """
+    power = _power(torch.fft.rfft(frames * window, dim=-1)) @ mel_basis
+    return power_to_db(power, range_db=math.inf, amin=1e-10) @ dct_basis
 
 
 def frame_hop_size(sample_rate: float, frame_rate: float) -> int:

@@ -46,7 +46,160 @@ MIXES = {"harmonic_mix": "harmonic", "noise_mix": "noise", "reverb_mix": "reverb
 States = dict[str, dict[str, torch.Tensor]]
 
 
-class LiveModel(nn.Module):
+class LiveStreams(nn.Module):
+    """What the live models share: a trained model's copy, the features stream with
+    causal pitch repair, the resamplers to and from the host's rate, and the latency
+    (see the module notes). Subclasses keep their streams' states and ``reset`` them.
+    """
+
+    def __init__(
+        self,
+        trained,
+        host_rate: int,
+        f0_min_hz: float,
+        host_rates: tuple[int, ...],
+        model_lookahead: int = 0,
+    ):
+        super().__init__()
+        if host_rate not in host_rates:
+            raise ValueError(f"host_rate must be one of {host_rates}, found {host_rate}")
+        self.model = copy.deepcopy(trained.model).eval()
+        self.model_rate = trained.sample_rate
+        self.frame_rate = trained.frame_rate
+        self.hop_size = trained.sample_rate // trained.frame_rate
+        self.features_stream = FeatureStream(trained.sample_rate, trained.frame_rate, f0_min_hz)
+        self.repair = CausalPitchRepair()
+        live = {"rolloff": LIVE_ROLLOFF, "half_width": LIVE_HALF_WIDTH, "beta": LIVE_BETA}
+        self.to_model: dict[int, dict[str, torch.Tensor]] = {
+            rate: resampling_filter(rate, self.model_rate, **live) for rate in host_rates
+        }
+        self.to_host: dict[int, dict[str, torch.Tensor]] = {
+            rate: resampling_filter(self.model_rate, rate, **live) for rate in host_rates
+        }
+        lag = self.model.stream_latency
+        lookahead = max(self.features_stream.latency_samples, self.hop_size, model_lookahead)
+        self.latencies: dict[int, int] = {
+            rate: self._latency(rate, lookahead + lag, True, True) for rate in host_rates
+        }
+        self.render_latencies: dict[int, int] = {
+            rate: self._latency(rate, self.hop_size + lag, False, True) for rate in host_rates
+        }
+        self.features_latencies: dict[int, int] = {
+            rate: self._latency(rate, lookahead, True, False) for rate in host_rates
+        }
+        clashes = {
+            "to_model",
+            "features",
+            "repair",
+            "adjuster",
+            "to_host",
+            "fifo",
+            "frames",
+            "controls",
+        }
+        clashes &= set(self.model.synth.processors)
+        if clashes:
+            raise ValueError(f"synthesis node names clash with the live streams: {sorted(clashes)}")
+        self.host_rate = host_rate
+
+    def _latency(self, host_rate: int, model_lookahead: int, into: bool, back: bool) -> int:
+        """Host samples of the fixed delay: the stages' look-ahead, rounded up (see notes).
+
+        ``model_lookahead`` is in model samples; ``into`` and ``back`` say whether
+        the stream passes the resamplers to and from the model rate. One more
+        sample of each rate covers a frame or output waiting for its last input.
+        """
+        seconds = (model_lookahead + 1) / self.model_rate
+        if into:
+            seconds += (resampler_lookahead(self.to_model[host_rate]) + 1) / host_rate
+        if back:
+            seconds += resampler_lookahead(self.to_host[host_rate]) / self.model_rate
+        return math.ceil(seconds * host_rate)
+
+    # ---- settings --------------------------------------------------------------------------
+    @torch.jit.export
+    def latency_samples(self) -> int:
+        """Host samples from an input sample to its output in :meth:`forward`."""
+        return self.latencies[self.host_rate]
+
+    @torch.jit.export
+    def set_host_rate(self, host_rate: int) -> bool:
+        """Run at another host rate (one of those built in); the streams restart."""
+        if host_rate not in self.to_model:
+            return False
+        self.host_rate = host_rate
+        self.reset()
+        return True
+
+    # ---- the stages ------------------------------------------------------------------------
+    def _tracking_start(self, batch_size: int) -> dict[str, dict[str, torch.Tensor]]:
+        to_model = init_resampler_state(self.to_model[self.host_rate], batch_size)
+        to_model["pending"] = torch.zeros(batch_size, 0)
+        return {
+            "to_model": to_model,
+            "features": self.features_stream.init_state(batch_size),
+            "repair": self.repair.init_state(batch_size),
+        }
+
+    def _track(
+        self, audio: torch.Tensor, state: dict[str, dict[str, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Host audio -> new frames of repaired f0, confidence and loudness, and the new
+        audio at the model's rate (state updated).
+
+        Host samples wait, unprocessed, until they complete a frame: most small
+        blocks complete none, and cost next to nothing.
+        """
+        to_model = state["to_model"]
+        pending = torch.cat([to_model["pending"], audio], 1)
+        filter = self.to_model[self.host_rate]
+        needed = resampler_inputs_needed(
+            filter, to_model, self.features_stream.samples_needed(state["features"])
+        )
+        if pending.shape[1] < max(needed, 1):
+            to_model["pending"] = pending
+            empty = pending.new_zeros(pending.shape[0], 0)
+            return empty, empty, empty, empty
+        at_model_rate, to_model = resample_stream(pending, to_model, filter)
+        to_model["pending"] = pending[:, :0]
+        state["to_model"] = to_model
+        f0_hz, confidence, loudness_db, state["features"] = self.features_stream.forward_stream(
+            at_model_rate, state["features"]
+        )
+        f0_hz, state["repair"] = self.repair.forward_stream(f0_hz, confidence, state["repair"])
+        return f0_hz, confidence, loudness_db, at_model_rate
+
+    def _output_start(self, batch_size: int, latency: int) -> States:
+        """The resampler back to the host's rate, and the FIFO primed with the latency."""
+        return {
+            "to_host": init_resampler_state(self.to_host[self.host_rate], batch_size),
+            "fifo": {"audio": torch.zeros(batch_size, latency)},
+        }
+
+    def _queue_output(self, audio: torch.Tensor, state: dict[str, dict[str, torch.Tensor]]):
+        """New model-rate audio -> the host audio it completes, queued in the state's FIFO."""
+        at_host_rate, state["to_host"] = resample_stream(
+            audio, state["to_host"], self.to_host[self.host_rate]
+        )
+        state["fifo"] = {"audio": torch.cat([state["fifo"]["audio"], at_host_rate], dim=1)}
+
+    def _sample_frames(
+        self, controls: torch.Tensor, state: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The controls at the frame times that fall within the block.
+
+        Frame ``i`` sits at host sample ``i * host_rate // frame_rate``.
+        Shape: controls [batch, channels, n_samples] -> [batch, channels, n_frames].
+        """
+        start = int(state["received"].item())
+        stop = start + controls.shape[2]
+        first = -(-start * self.frame_rate // self.host_rate)
+        last = -(-stop * self.frame_rate // self.host_rate)
+        index = torch.arange(first, last) * self.host_rate // self.frame_rate - start
+        return controls.index_select(2, index), {"received": state["received"] + controls.shape[2]}
+
+
+class LiveModel(LiveStreams):
     """A trained model (:class:`~torchddsp.models.TrainedModel`) as a live instrument.
 
     - :meth:`forward`: timbre transfer of host audio, with the adjustments of
@@ -73,39 +226,8 @@ class LiveModel(nn.Module):
         f0_min_hz: float = LIVE_F0_MIN_HZ,
         host_rates: tuple[int, ...] = HOST_RATES,
     ):
-        super().__init__()
-        if host_rate not in host_rates:
-            raise ValueError(f"host_rate must be one of {host_rates}, found {host_rate}")
-        self.model = copy.deepcopy(trained.model).eval()
-        self.model_rate = trained.sample_rate
-        self.frame_rate = trained.frame_rate
-        self.hop_size = trained.sample_rate // trained.frame_rate
-        self.features_stream = FeatureStream(trained.sample_rate, trained.frame_rate, f0_min_hz)
-        self.repair = CausalPitchRepair()
+        super().__init__(trained, host_rate, f0_min_hz, host_rates)
         self.adjuster = Adjuster(trained.frame_rate, trained.statistics)
-        live = {"rolloff": LIVE_ROLLOFF, "half_width": LIVE_HALF_WIDTH, "beta": LIVE_BETA}
-        self.to_model: dict[int, dict[str, torch.Tensor]] = {
-            rate: resampling_filter(rate, self.model_rate, **live) for rate in host_rates
-        }
-        self.to_host: dict[int, dict[str, torch.Tensor]] = {
-            rate: resampling_filter(self.model_rate, rate, **live) for rate in host_rates
-        }
-        lag = self.model.stream_latency
-        lookahead = max(self.features_stream.latency_samples, self.hop_size)
-        self.latencies: dict[int, int] = {
-            rate: self._latency(rate, lookahead + lag, True, True) for rate in host_rates
-        }
-        self.render_latencies: dict[int, int] = {
-            rate: self._latency(rate, self.hop_size + lag, False, True) for rate in host_rates
-        }
-        self.features_latencies: dict[int, int] = {
-            rate: self._latency(rate, lookahead, True, False) for rate in host_rates
-        }
-        clashes = {"to_model", "features", "repair", "adjuster", "to_host", "fifo", "frames"}
-        clashes &= set(self.model.synth.processors)
-        if clashes:
-            raise ValueError(f"synthesis node names clash with the live streams: {sorted(clashes)}")
-        self.host_rate = host_rate
         self.nodes = [node for node in MIXES.values() if node in self.model.synth.processors]
         self.harmonic_mix = 1.0
         self.noise_mix = 1.0
@@ -113,35 +235,6 @@ class LiveModel(nn.Module):
         self.transfer_state = {}
         self.render_state = {}
         self.features_state = {}
-
-    def _latency(self, host_rate: int, model_lookahead: int, into: bool, back: bool) -> int:
-        """Host samples of the fixed delay: the stages' look-ahead, rounded up (see notes).
-
-        ``model_lookahead`` is in model samples; ``into`` and ``back`` say whether
-        the stream passes the resamplers to and from the model rate. One more
-        sample of each rate covers a frame or output waiting for its last input.
-        """
-        seconds = (model_lookahead + 1) / self.model_rate
-        if into:
-            seconds += (resampler_lookahead(self.to_model[host_rate]) + 1) / host_rate
-        if back:
-            seconds += resampler_lookahead(self.to_host[host_rate]) / self.model_rate
-        return math.ceil(seconds * host_rate)
-
-    # ---- settings --------------------------------------------------------------------------
-    @torch.jit.export
-    def latency_samples(self) -> int:
-        """Host samples from an input sample to its transfer in :meth:`forward`."""
-        return self.latencies[self.host_rate]
-
-    @torch.jit.export
-    def set_host_rate(self, host_rate: int) -> bool:
-        """Run at another host rate (one of those built in); the streams restart."""
-        if host_rate not in self.to_model:
-            return False
-        self.host_rate = host_rate
-        self.reset()
-        return True
 
     @torch.jit.export
     def reset(self):
@@ -161,7 +254,7 @@ class LiveModel(nn.Module):
         state = self.transfer_state
         if not state or state["fifo"]["audio"].shape[0] != audio.shape[0]:
             state = self._transfer_start(audio.shape[0])
-        f0_hz, confidence, loudness_db = self._track(audio, state)
+        f0_hz, confidence, loudness_db, _ = self._track(audio, state)
         if f0_hz.shape[1] > 0:
             f0_hz, loudness_db, state["adjuster"] = self.adjuster.forward_stream(
                 f0_hz, confidence, loudness_db, state["adjuster"]
@@ -177,47 +270,10 @@ class LiveModel(nn.Module):
         state["adjuster"] = self.adjuster.init_state(batch_size)
         return state
 
-    def _tracking_start(self, batch_size: int) -> dict[str, dict[str, torch.Tensor]]:
-        to_model = init_resampler_state(self.to_model[self.host_rate], batch_size)
-        to_model["pending"] = torch.zeros(batch_size, 0)
-        return {
-            "to_model": to_model,
-            "features": self.features_stream.init_state(batch_size),
-            "repair": self.repair.init_state(batch_size),
-        }
-
-    def _track(
-        self, audio: torch.Tensor, state: dict[str, dict[str, torch.Tensor]]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Host audio -> new frames of repaired f0, confidence and loudness (state updated).
-
-        Host samples wait, unprocessed, until they complete a frame: most small
-        blocks complete none, and cost next to nothing.
-        """
-        to_model = state["to_model"]
-        pending = torch.cat([to_model["pending"], audio], 1)
-        filter = self.to_model[self.host_rate]
-        needed = resampler_inputs_needed(
-            filter, to_model, self.features_stream.samples_needed(state["features"])
-        )
-        if pending.shape[1] < max(needed, 1):
-            to_model["pending"] = pending
-            empty = pending.new_zeros(pending.shape[0], 0)
-            return empty, empty, empty
-        at_model_rate, to_model = resample_stream(pending, to_model, filter)
-        to_model["pending"] = pending[:, :0]
-        state["to_model"] = to_model
-        f0_hz, confidence, loudness_db, state["features"] = self.features_stream.forward_stream(
-            at_model_rate, state["features"]
-        )
-        f0_hz, state["repair"] = self.repair.forward_stream(f0_hz, confidence, state["repair"])
-        return f0_hz, confidence, loudness_db
-
     # ---- synthesis, shared by transfer and render -------------------------------------------
     def _synthesis_start(self, batch_size: int, latency: int) -> States:
         state = self.model.init_state(batch_size)
-        state["to_host"] = init_resampler_state(self.to_host[self.host_rate], batch_size)
-        state["fifo"] = {"audio": torch.zeros(batch_size, latency)}
+        state.update(self._output_start(batch_size, latency))
         return state
 
     def _synthesize(
@@ -240,10 +296,7 @@ class LiveModel(nn.Module):
         )
         for name, value in synth_state.items():
             state[name] = value
-        at_host_rate, state["to_host"] = resample_stream(
-            signals["audio"], state["to_host"], self.to_host[self.host_rate]
-        )
-        state["fifo"] = {"audio": torch.cat([state["fifo"]["audio"], at_host_rate], dim=1)}
+        self._queue_output(signals["audio"], state)
 
     def _gains(self) -> dict[str, torch.Tensor]:
         mixes = {"harmonic": self.harmonic_mix, "noise": self.noise_mix, "reverb": self.reverb_mix}
@@ -277,21 +330,6 @@ class LiveModel(nn.Module):
         self.render_state = state
         return out
 
-    def _sample_frames(
-        self, controls: torch.Tensor, state: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The controls at the frame times that fall within the block.
-
-        Frame ``i`` sits at host sample ``i * host_rate // frame_rate``.
-        Shape: controls [batch, channels, n_samples] -> [batch, channels, n_frames].
-        """
-        start = int(state["received"].item())
-        stop = start + controls.shape[2]
-        first = -(-start * self.frame_rate // self.host_rate)
-        last = -(-stop * self.frame_rate // self.host_rate)
-        index = torch.arange(first, last) * self.host_rate // self.frame_rate - start
-        return controls.index_select(2, index), {"received": state["received"] + controls.shape[2]}
-
     # ---- features ---------------------------------------------------------------------------
     @torch.jit.export
     def features(self, audio: torch.Tensor) -> torch.Tensor:
@@ -309,7 +347,7 @@ class LiveModel(nn.Module):
                 "first": torch.zeros(1, dtype=torch.int64),
                 "emitted": torch.zeros(1, dtype=torch.int64),
             }
-        f0_hz, confidence, loudness_db = self._track(audio, state)
+        f0_hz, confidence, loudness_db, _ = self._track(audio, state)
         new = torch.stack([f0_hz, confidence, loudness_db], 1).float()
         out, state["held"] = self._hold(new, state["held"], audio.shape[1])
         self.features_state = state

@@ -121,12 +121,16 @@ class RnnFcDecoder(nn.Module):
 
     @torch.jit.export
     def forward_stream(
-        self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, state: dict[str, torch.Tensor]
+        self,
+        f0_hz: torch.Tensor,
+        loudness_db: torch.Tensor,
+        state: dict[str, torch.Tensor],
+        z: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Raw controls of new frames, the hidden state carried (no z).
+        """Raw controls of new frames, the hidden state carried.
 
-        Shape: f0_hz, loudness_db [batch, n_new_frames, 1] -> {control
-        [batch, n_new_frames, channels]}.
+        Shape: f0_hz, loudness_db [batch, n_new_frames, 1], z [batch,
+        n_new_frames, z_dims] -> {control [batch, n_new_frames, channels]}.
         """
         if f0_hz.shape[1] == 0:  # a GRU takes no empty sequence
             empty = f0_hz.new_zeros(f0_hz.shape[0], 0, 1)
@@ -134,7 +138,7 @@ class RnnFcDecoder(nn.Module):
             for name, size in self.output_sizes.items():
                 controls[name] = empty.expand(-1, -1, size)
             return controls, state
-        stacked = self._input_stacks(self._scaled_inputs(f0_hz, loudness_db, None))
+        stacked = self._input_stacks(self._scaled_inputs(f0_hz, loudness_db, z))
         x = torch.cat(stacked, dim=-1)
         # Cell by cell: the GRU's own per-call work dominates a few frames at a time.
         hidden = state["hidden"][0]

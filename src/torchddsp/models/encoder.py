@@ -6,7 +6,15 @@ import torch
 from torch import nn
 
 from ..functional._checks import check_tensor
-from ..functional.spectral import frame_hop_size, hann_window, mfcc
+from ..functional.spectral import (
+    dct_matrix,
+    frame,
+    frame_hop_size,
+    frames_mfcc,
+    hann_window,
+    mel_filterbank,
+    take_ready_frames,
+)
 
 MFCC_FMIN_HZ = 20.0  # DDSP's lo_hz
 MFCC_FMAX_HZ = 8000.0  # DDSP's hi_hz (capped at Nyquist)
@@ -21,9 +29,10 @@ class MfccEncoder(nn.Module):
     loudness features) are cropped to ``n_frames``. Differences from DDSP:
     LayerNorm over each frame's coefficients replaces DDSP's instance norm
     (statistics over the whole example), so ``z`` at a frame never depends on
-    later audio and blocks can stream; the MFCCs are librosa's (dB of mel power,
-    orthonormal DCT) rather than TensorFlow's (log of mel magnitude): they differ
-    by one scale factor, which the norm removes, and by the weight of coefficient 0.
+    later audio and blocks stream (:meth:`forward_stream`); the MFCCs are
+    librosa's (dB of mel power, orthonormal DCT) rather than TensorFlow's (log
+    of mel magnitude): they differ by one scale factor, which the norm removes,
+    and by the weight of coefficient 0.
 
     Shape: audio [batch, n_samples] -> z [batch, n_frames, z_dims].
     """
@@ -38,14 +47,19 @@ class MfccEncoder(nn.Module):
         n_fft: int = 1024,
     ):
         super().__init__()
-        self.sample_rate = sample_rate
         self.hop_size = frame_hop_size(sample_rate, frame_rate)
-        self.n_mfcc = n_mfcc
+        self.n_fft = n_fft
+        fmax = min(MFCC_FMAX_HZ, sample_rate / 2)
+        # Derived from the arguments, so not saved with a model's weights.
         self.register_buffer("window", hann_window(n_fft), persistent=False)
+        mel_basis = mel_filterbank(sample_rate, n_fft, N_MELS, MFCC_FMIN_HZ, fmax)
+        self.register_buffer("mel_basis", mel_basis, persistent=False)
+        self.register_buffer("dct_basis", dct_matrix(N_MELS, n_mfcc), persistent=False)
         self.norm = nn.LayerNorm(n_mfcc)
         self.gru = nn.GRU(n_mfcc, gru_units, batch_first=True)
         self.dense_out = nn.Linear(gru_units, z_dims)
 
+    @torch.jit.unused
     def forward(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
         """z for the first ``n_frames`` frames of ``audio``.
 
@@ -60,20 +74,46 @@ class MfccEncoder(nn.Module):
         z, _ = self.gru(self.norm(self.mfccs(audio)[:, :n_frames]))
         return self.dense_out(z)
 
+    @torch.jit.unused
     def mfccs(self, audio: torch.Tensor) -> torch.Tensor:
         """MFCCs in the module's dtype even under autocast: mel power overflows float16.
 
         Shape: audio [batch, n_samples] -> [batch, n_samples // hop + 1, n_mfcc].
         """
         with torch.autocast(audio.device.type, enabled=False):
-            return mfcc(
-                audio.to(self.window.dtype),
-                self.sample_rate,
-                n_mfcc=self.n_mfcc,
-                n_fft=self.window.shape[0],
-                hop_size=self.hop_size,
-                n_mels=N_MELS,
-                fmin=MFCC_FMIN_HZ,
-                fmax=min(MFCC_FMAX_HZ, self.sample_rate / 2),
-                window=self.window,
-            )
+            frames = frame(audio.to(self.window.dtype), self.n_fft, self.hop_size, "center")
+            return frames_mfcc(frames, self.window, self.mel_basis, self.dct_basis)
+
+    @torch.jit.export
+    def init_state(
+        self,
+        batch_size: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """The left zero padding of frame 0 and the GRU's hidden state before it.
+
+        Shape: -> {buffer [batch, n_fft // 2], hidden [1, batch, gru_units]}.
+        """
+        return {
+            "buffer": torch.zeros(batch_size, self.n_fft // 2, dtype=dtype, device=device),
+            "hidden": torch.zeros(1, batch_size, self.gru.hidden_size, dtype=dtype, device=device),
+        }
+
+    @torch.jit.export
+    def forward_stream(
+        self, audio_block: torch.Tensor, state: dict[str, torch.Tensor], final: bool = False
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """z of the frames a block of any length completes (``final``: of every frame left,
+        zeros past the end), so the blocks join into :meth:`forward`'s frames.
+
+        Shape: audio_block [batch, n_block_samples] -> z [batch, n_new_frames, z_dims].
+        """
+        buffer = torch.cat([state["buffer"], audio_block], dim=1)
+        frames, rest = take_ready_frames(buffer, self.n_fft, self.hop_size, final)
+        if frames.shape[1] == 0:  # a GRU takes no empty sequence
+            z = audio_block.new_zeros(audio_block.shape[0], 0, self.dense_out.out_features)
+            return z, {"buffer": rest, "hidden": state["hidden"]}
+        mfccs = frames_mfcc(frames, self.window, self.mel_basis, self.dct_basis)
+        z, hidden = self.gru(self.norm(mfccs), state["hidden"])
+        return self.dense_out(z), {"buffer": rest, "hidden": hidden}

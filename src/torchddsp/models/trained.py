@@ -20,8 +20,10 @@ from pathlib import Path
 from ..errors import UserError
 from .autoencoder import Autoencoder
 from .saved import load_checkpoint
+from .voice import VoiceAutoencoder
 
 EXAMPLE_NAME = "example.flac"
+EXAMPLE_SPEECH_NAME = "example_speech.flac"  # its licence: example_speech.md
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class TrainedModel:
     """A trained autoencoder (eval mode, on the CPU) and what inference needs of its training."""
 
     name: str
-    model: Autoencoder
+    model: Autoencoder | VoiceAutoencoder
     sample_rate: int
     frame_rate: int
     f0_method: str
@@ -81,6 +83,11 @@ def user_models_dir() -> Path:
 def example_input() -> Path:
     """The bundled example melody (a sampled voice, rendered by this project)."""
     return pretrained_dir() / EXAMPLE_NAME
+
+
+def example_voice() -> Path:
+    """The bundled example speech: a man reading a sentence (CMU ARCTIC, real speech)."""
+    return pretrained_dir() / EXAMPLE_SPEECH_NAME
 
 
 def available_models() -> dict[str, tuple[str, Path]]:

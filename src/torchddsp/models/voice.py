@@ -74,6 +74,11 @@ def voice_synthesis_config(config: ModelConfig, sample_rate: int, frame_rate: in
     return dag
 
 
+def attribute_head(in_features: int) -> nn.Sequential:
+    """A small MLP predicting (gender logit, age logit)."""
+    return nn.Sequential(nn.Linear(in_features, 64), nn.LeakyReLU(0.2), nn.Linear(64, 2))
+
+
 class _ReverseGradient(torch.autograd.Function):
     """The identity forward; the gradient, negated, backward."""
 
@@ -104,6 +109,7 @@ class VoiceAutoencoder(nn.Module):
         self.sample_rate = sample_rate
         self.frame_rate = frame_rate
         self.hop_size = frame_hop_size(sample_rate, frame_rate)
+        self.n_frame_channels = 2 + len(CONDITIONS)  # f0, loudness and the conditions
         self.encoder = MfccEncoder(
             sample_rate,
             frame_rate,
@@ -122,9 +128,8 @@ class VoiceAutoencoder(nn.Module):
         self.synth = ProcessorGroup.from_config(
             voice_synthesis_config(config, sample_rate, frame_rate)
         )
-        self.adversary = nn.Sequential(
-            nn.Linear(config.z_dims, 64), nn.LeakyReLU(0.2), nn.Linear(64, 2)
-        )
+        self.adversary = attribute_head(config.z_dims)
+        self.estimator = attribute_head(2 * config.n_mfcc)
         self.spectral_loss = MultiScaleSpectralLoss(
             fft_sizes=config.fft_sizes,
             mag_weight=config.loss_mag_weight,
@@ -158,6 +163,76 @@ class VoiceAutoencoder(nn.Module):
             signals = self.synth.get_outputs({**inputs, "f0_hz": f0_hz.to(dtype)})
         return {"audio_synth": signals[self.synth.output], "z": z, **raw}
 
+    @torch.jit.export
+    def init_state(
+        self,
+        batch_size: int,
+        dtype: torch.dtype = torch.float32,
+        device: torch.device | None = None,
+    ) -> dict[str, dict[str, torch.Tensor]]:
+        """Stream state: the synthesis nodes', the decoder's, the encoder's, and the frames
+        that wait for their partner (key ``queue``: content codes or features)."""
+        if not torch.jit.is_scripting():
+            self._check_streamable()
+        state = self.synth.init_state(batch_size, dtype, device)
+        state["decoder"] = self.decoder.init_state(batch_size, dtype, device)
+        state["encoder"] = self.encoder.init_state(batch_size, dtype, device)
+        empty = torch.zeros(batch_size, 0, 1, dtype=dtype, device=device)
+        state["queue"] = {
+            "z": empty.expand(-1, -1, self.encoder.dense_out.out_features).clone(),
+            "frames": empty.expand(-1, -1, self.n_frame_channels).clone(),
+        }
+        return state
+
+    @torch.jit.export
+    def forward_stream(
+        self,
+        audio: torch.Tensor,
+        frames: torch.Tensor,
+        state: dict[str, dict[str, torch.Tensor]],
+        final: bool = False,
+        gains: dict[str, torch.Tensor] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, dict[str, torch.Tensor]]]:
+        """Render as the source audio and its frames arrive, in blocks of any size.
+
+        ``audio`` is the new source audio at the model's rate (the content code's
+        input); ``frames`` the new frames of f0 (Hz, shifted or not), loudness
+        (dB), voicing, gender and age. A frame renders once both its code and
+        its features are in, so the blocks join into :meth:`forward`'s output;
+        ``final`` ends the stream (the code's last frames see zeros past the end).
+        Returns the signals by ``<node>/signal``, the DAG's output under ``audio``.
+        Shape: audio [batch, n_new_samples], frames [batch, n_new_frames, 5] ->
+        {key [batch, n_out]}.
+        """
+        state = state.copy()
+        z, state["encoder"] = self.encoder.forward_stream(audio, state["encoder"], final)
+        queue = state["queue"]
+        z = torch.cat([queue["z"], z], 1)
+        frames = torch.cat([queue["frames"], frames], 1)
+        n = min(z.shape[1], frames.shape[1])
+        state["queue"] = {"z": z[:, n:], "frames": frames[:, n:]}
+        frames, z = frames[:, :n], z[:, :n]
+        f0_hz = frames[..., :1]
+        raw, state["decoder"] = self.decoder.forward_stream(
+            f0_hz, frames[..., 1:2], state["decoder"], torch.cat([z, frames[..., 2:]], -1)
+        )
+        raw["f0_hz"] = f0_hz
+        signals, new_state = self.synth.forward_stream(raw, state, final, gains)
+        signals["audio"] = signals[self.synth.output]
+        for name in ("decoder", "encoder", "queue"):
+            new_state[name] = state[name]
+        return signals, new_state
+
+    @property
+    def stream_latency(self) -> int:
+        """Samples the streamed audio lags behind the frames pushed in."""
+        return self.synth.stream_lag({**self.decoder.output_sizes, "f0_hz": 1})
+
+    def _check_streamable(self) -> None:
+        clashes = {"decoder", "encoder", "queue"} & set(self.synth.processors)
+        if clashes:
+            raise ValueError(f"synthesis node names clash with the stream's: {sorted(clashes)}")
+
     @torch.jit.unused
     def conditions(self, features: Mapping[str, torch.Tensor], n_frames: int) -> torch.Tensor:
         """Voicing per frame, gender and age per example (0.5 when absent), as frames.
@@ -177,35 +252,68 @@ class VoiceAutoencoder(nn.Module):
     def loss(
         self, features: Mapping[str, torch.Tensor], outputs: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:
-        """Multi-scale spectral loss, plus the adversary's (gradient-reversed into the encoder).
+        """Multi-scale spectral loss, plus the adversary's (gradient-reversed into the encoder)
+        and the attribute estimator's (on detached MFCC statistics: it trains only itself).
 
-        Shape: -> {"spectral", "adversary", "total": scalars}.
+        Shape: -> {"spectral", "adversary", "estimator", "total": scalars}.
         """
         synth = outputs["audio_synth"]
         target = features["audio"][:, : synth.shape[1]]
         with torch.autocast(synth.device.type, enabled=False):
             spectral = self.spectral_loss(target.to(synth.dtype), synth)
-            adversary = self._adversary_loss(features, outputs["z"].float())
-        total = spectral + self.config.adversary_weight * adversary
-        return {"spectral": spectral, "adversary": adversary, "total": total}
+            z = outputs["z"].float()
+            adversary = self._attribute_loss(
+                features, self.adversary(_ReverseGradient.apply(z.mean(1)))
+            )
+            statistics = self.voice_statistics(target, frame_feature(features, "f0_confidence"))
+            estimator = self._attribute_loss(features, self.estimator(statistics.detach()))
+        total = spectral + self.config.adversary_weight * adversary + estimator
+        return {
+            "spectral": spectral,
+            "adversary": adversary,
+            "estimator": estimator,
+            "total": total,
+        }
 
-    def _adversary_loss(self, features: Mapping[str, torch.Tensor], z: torch.Tensor):
-        """How well gender (logistic) and age (squared error) can be read off the time-averaged
-        code; the encoder gets this loss's gradient reversed."""
-        prediction = self.adversary(_ReverseGradient.apply(z.mean(1)))
-        zero = prediction.sum() * 0.0
-        terms = [zero]
-        if "gender" in features:
-            known = features["has_gender"].bool()
-            if known.any():
-                target = features["gender"].to(prediction.dtype)[known]
-                terms.append(
-                    nn.functional.binary_cross_entropy_with_logits(prediction[known, 0], target)
-                )
-        if "age" in features:
-            known = features["has_age"].bool()
-            if known.any():
-                target = features["age"].to(prediction.dtype)[known]
-                age = torch.sigmoid(prediction[known, 1])
-                terms.append(nn.functional.mse_loss(age, target))
+    @torch.jit.unused
+    def estimate_attributes(self, audio: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
+        """Gender (0 male .. 1 female) and age (years / 100) of each utterance, as the
+        estimator reads them off its voiced frames' MFCC statistics.
+
+        Shape: audio [batch, n_frames * hop], voicing [batch, n_frames] -> [batch, 2].
+        """
+        return torch.sigmoid(self.estimator(self.voice_statistics(audio, voicing[..., None])))
+
+    @torch.jit.unused
+    def voice_statistics(self, audio: torch.Tensor, voicing: torch.Tensor) -> torch.Tensor:
+        """Mean and standard deviation over time of normalised MFCCs, frames weighted by
+        their voicing (what a voice sounds like, whatever it says).
+
+        Shape: audio [batch, n_frames * hop], voicing [batch, n_frames, 1] -> [batch, 2 * n_mfcc].
+        """
+        mfccs = self.encoder.mfccs(audio)[:, : voicing.shape[1]]
+        mfccs = nn.functional.layer_norm(mfccs, mfccs.shape[-1:])
+        weights = voicing.float() / voicing.float().sum(1, keepdim=True).clamp_min(1e-3)
+        mean = (weights * mfccs).sum(1)
+        variance = (weights * (mfccs - mean[:, None]).square()).sum(1)
+        return torch.cat([mean, variance.clamp_min(1e-8).sqrt()], -1)
+
+    def _attribute_loss(
+        self, features: Mapping[str, torch.Tensor], prediction: torch.Tensor
+    ) -> torch.Tensor:
+        """Gender (logistic) and age (squared error of the sigmoid) of the examples whose
+        labels are known; zero for unlabelled ones."""
+        terms = [prediction.sum() * 0.0]
+        for index, name in enumerate(("gender", "age")):
+            if name not in features:
+                continue
+            known = features[f"has_{name}"].bool()
+            if not known.any():
+                continue
+            target = features[name].to(prediction.dtype)[known]
+            guess = prediction[known, index]
+            if name == "gender":
+                terms.append(nn.functional.binary_cross_entropy_with_logits(guess, target))
+            else:
+                terms.append(nn.functional.mse_loss(torch.sigmoid(guess), target))
         return torch.stack(terms).sum()
