@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import torch
 
 SIMD_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
@@ -100,6 +101,34 @@ def run_case_in_subprocess(
     cmd += list(extra_args)
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
+
+
+def time_stream(call, signal: torch.Tensor, block: int, repeats: int, rate: int) -> dict:
+    """Per-call times of ``call`` streaming ``signal`` ([..., n] at ``rate``) in blocks, after
+    a warm-up pass: x realtime (wall clock and this thread's CPU time), median and p99 ms."""
+    passes: list[list[float]] = []
+    cpu_seconds: list[float] = []  # this thread's CPU time per pass: blind to other jobs' load
+
+    def one_pass():
+        times, cpu_start = [], time.thread_time()
+        for start in range(0, signal.shape[-1] - block + 1, block):
+            chunk = signal[..., start : start + block]
+            begin = time.perf_counter()
+            call(chunk)
+            times.append(time.perf_counter() - begin)
+        cpu_seconds.append(time.thread_time() - cpu_start)
+        passes.append(times)
+
+    result = measure(one_pass, "cpu", repeats)
+    times = np.concatenate(passes[1:])  # the first pass is the warm-up
+    audio_seconds = len(passes[0]) * block / rate
+    return {
+        "realtime": audio_seconds / result["seconds"],
+        "cpu_realtime": audio_seconds / float(np.median(cpu_seconds[1:])),
+        "median_ms": 1e3 * float(np.median(times)),
+        "p99_ms": 1e3 * float(np.percentile(times, 99)),
+        "peak_mib": result["peak_mib"],
+    }
 
 
 def print_table(title: str, rows: list[tuple[str, dict]]) -> None:

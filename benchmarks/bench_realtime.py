@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +32,7 @@ from torchddsp.data.audio import load_audio
 from torchddsp.export import export_nn
 from torchddsp.models import Autoencoder, TrainedModel, example_input, load_model
 
-from _harness import machine_description, measure, run_case_in_subprocess
+from _harness import machine_description, run_case_in_subprocess, time_stream
 
 HOST_RATE = 48000
 BLOCKS = (64, 128, 256, 512, 1024, 2048)
@@ -63,33 +62,6 @@ def _trained(name: str) -> TrainedModel:
     )
 
 
-def _time_blocks(exported, audio: torch.Tensor, block: int, repeats: int) -> dict:
-    """Per-call times of the exported forward over ``audio`` in blocks, after a warm-up pass."""
-    passes: list[list[float]] = []
-    cpu_seconds: list[float] = []  # this thread's CPU time per pass: blind to other jobs' load
-
-    def one_pass():
-        times, cpu_start = [], time.thread_time()
-        for start in range(0, audio.shape[-1] - block + 1, block):
-            chunk = audio[..., start : start + block]
-            begin = time.perf_counter()
-            exported(chunk)
-            times.append(time.perf_counter() - begin)
-        cpu_seconds.append(time.thread_time() - cpu_start)
-        passes.append(times)
-
-    result = measure(one_pass, "cpu", repeats)
-    times = np.concatenate(passes[1:])  # the first pass is the warm-up
-    audio_seconds = len(passes[0]) * block / HOST_RATE
-    return {
-        "realtime": audio_seconds / result["seconds"],
-        "cpu_realtime": audio_seconds / float(np.median(cpu_seconds[1:])),
-        "median_ms": 1e3 * float(np.median(times)),
-        "p99_ms": 1e3 * float(np.percentile(times, 99)),
-        "peak_mib": result["peak_mib"],
-    }
-
-
 def _case(name: str, blocks: list[int], seconds: float, repeats: int) -> dict:
     torch.set_num_threads(1)
     example, _ = load_audio(example_input(), sample_rate=HOST_RATE)
@@ -99,7 +71,9 @@ def _case(name: str, blocks: list[int], seconds: float, repeats: int) -> dict:
     with torch.inference_mode():
         for _ in range(WARM_UP_CALLS):
             exported(audio[..., :512])
-        timings = {block: _time_blocks(exported, audio, block, repeats) for block in blocks}
+        timings = {
+            block: time_stream(exported, audio, block, repeats, HOST_RATE) for block in blocks
+        }
     return {"latency": exported.get_latency(), "blocks": timings}
 
 

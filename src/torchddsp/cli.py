@@ -118,9 +118,14 @@ def _eval(args: argparse.Namespace) -> None:
     from .evaluate import default_metrics_path, evaluate, format_metrics, save_metrics
 
     data = _data_override(args.overrides)
-    metrics = evaluate(args.model, data, args.split, args.batch_size)
+    if args.conversion:
+        from .voice.assess import assess_voice_model
+
+        metrics = assess_voice_model(args.model, data)
+    else:
+        metrics = evaluate(args.model, data, args.split, args.batch_size)
     print(format_metrics(metrics))
-    output = args.output or default_metrics_path(args.model)
+    output = args.output or default_metrics_path(args.model, args.conversion)
     save_metrics(output, metrics)
     print(f"wrote {output}")
 
@@ -481,6 +486,11 @@ def _add_evaluation_parser(commands) -> None:
     )
     evaluation.add_argument("--split", default="val", choices=["val", "train"])
     evaluation.add_argument("--batch-size", type=int, default=8)
+    evaluation.add_argument(
+        "--conversion",
+        action="store_true",
+        help="voice models: how pitch shift, gender and age convert held-out speakers",
+    )
     evaluation.add_argument(
         "-o", "--output", help="metrics JSON (default: beside the run, or MODEL.eval.json here)"
     )

@@ -108,13 +108,7 @@ def evaluate(
     from .models import load_model
 
     loaded = load_model(model_name_or_path)
-    data_path = data_path or loaded.config.data.path
-    if not data_path or not Path(data_path).is_dir():
-        raise UserError(
-            f"{loaded.name}: its training data {data_path!r} is not here; "
-            "pass data=DATASET_DIR (a folder written by torchddsp prepare)"
-        )
-    dataset = DDSPDataset(data_path, split)
+    dataset = DDSPDataset(dataset_path(loaded, data_path), split)
     check_dataset_matches(dataset.manifest, loaded.sample_rate, loaded.frame_rate)
     if len(dataset) == 0:
         raise UserError(f"{dataset.manifest['path']} has no {split!r} examples to evaluate")
@@ -140,13 +134,26 @@ def evaluate(
     }
 
 
-def default_metrics_path(model_name_or_path: str) -> Path:
+def dataset_path(loaded, data_path: str | None) -> str:
+    """``data_path``, by default the model's training data; a folder that must exist."""
+    from .errors import UserError
+
+    data_path = data_path or loaded.config.data.path
+    if not data_path or not Path(data_path).is_dir():
+        raise UserError(
+            f"{loaded.name}: its training data {data_path!r} is not here; "
+            "pass data=DATASET_DIR (a folder written by torchddsp prepare)"
+        )
+    return data_path
+
+
+def default_metrics_path(model_name_or_path: str, conversion: bool = False) -> Path:
     """Where eval writes its JSON: beside a run directory or checkpoint file, else (a bundled
     or user model, whose folder is not the user's to write into) in the working directory."""
-    path = Path(model_name_or_path)
+    path, suffix = Path(model_name_or_path), ".conversion.json" if conversion else ".eval.json"
     if path.exists():
-        return Path(str(path).rstrip("/").removesuffix(".pt") + ".eval.json")
-    return Path(f"{path.name}.eval.json")
+        return Path(str(path).rstrip("/").removesuffix(".pt") + suffix)
+    return Path(f"{path.name}{suffix}")
 
 
 def format_metrics(metrics: dict) -> str:

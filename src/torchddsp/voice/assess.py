@@ -1,0 +1,213 @@
+"""How well a voice model converts, measured on held-out speakers rather than judged by ear.
+
+``torchddsp eval MODEL --conversion`` runs :func:`assess_conversion` on the
+validation split of a prepared voice dataset (its speakers are not in training):
+
+- **pitch**: ``pitch_shift n`` must move the median f0 of the voiced frames
+  (YIN, re-tracked on the output) by n semitones; the error is against the
+  input's own median.
+- **gender**: a logistic classifier (:class:`GenderClassifier`) fitted on the
+  train split's real utterances (mean and spread of the mel cepstrum over voiced
+  frames, :class:`UtteranceFeatures`) labels each converted held-out utterance;
+  reported as the share labelled as the target, beside the classifier's
+  accuracy on the real held-out utterances and on their resyntheses.
+- **age**: a ridge regressor (:class:`AgeRegressor`) fitted the same way reads
+  the age of the output at each age control; the mean must rise with it.
+- **content**: mel-cepstral distortion of the output against the input after
+  cepstral mean normalisation (each utterance's mean cepstrum removed: the
+  static envelope, i.e. who speaks, goes; what changes from frame to frame,
+  i.e. what is said, stays), on the input's loud frames. Reference points:
+  the resynthesis (the floor) and another sentence of the same speaker,
+  frame-aligned (what losing the words costs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.audio import load_audio
+from ..data.dataset import read_manifest
+from ..errors import UserError
+from ..features import compute_features
+from ..functional.core import hz_to_midi
+from .convert import convert_voice
+from .metrics import (
+    AgeRegressor,
+    GenderClassifier,
+    UtteranceFeatures,
+    cepstral_distortion,
+    loud_frames,
+    mel_cepstrum,
+    voiced_frames,
+)
+
+PITCH_SHIFTS = (-4.0, 4.0)
+AGES = (0.1, 0.25, 0.4, 0.6, 0.8)
+GENDER_PITCH_SHIFT = 5.0  # semitones toward the target group, for "gender + pitch"
+
+
+@dataclass
+class Utterance:
+    """One clip of a prepared voice dataset, at the model's rate, with its labels."""
+
+    name: str
+    audio: np.ndarray
+    speaker: str
+    gender: float | None
+    age: float | None
+
+
+def dataset_utterances(
+    data_path: str | Path, split: str, sample_rate: int, per_speaker: int
+) -> list[Utterance]:
+    """Up to ``per_speaker`` clips of each speaker of ``split``, in file order."""
+    manifest = read_manifest(data_path)
+    files = [entry for entry in manifest["files"] if "labels" in entry]
+    if not files:
+        raise UserError(f"{data_path} is not a voice dataset: prepare a Common Voice folder")
+    utterances, counts = [], {}
+    for entry in files:
+        labels = entry["labels"]
+        if labels["split"] != split or counts.get(labels["speaker"], 0) >= per_speaker:
+            continue
+        counts[labels["speaker"]] = counts.get(labels["speaker"], 0) + 1
+        audio, _ = load_audio(Path(manifest["audio_dir"]) / entry["path"], sample_rate)
+        speaker, gender, age = labels["speaker"], labels["gender"], labels["age"]
+        utterances.append(Utterance(entry["path"], audio, speaker, gender, age))
+    return utterances
+
+
+class AttributeReader:
+    """Gender and age as the dataset's real voices show them (see the module notes)."""
+
+    def __init__(self, utterances: list[Utterance], sample_rate: int):
+        self.features = UtteranceFeatures(sample_rate)
+        gendered = [u for u in utterances if u.gender is not None]
+        aged = [u for u in utterances if u.age is not None]
+        self.gender = GenderClassifier().fit(
+            self.of(u.audio for u in gendered), torch.tensor([u.gender for u in gendered])
+        )
+        self.age = AgeRegressor().fit(
+            self.of(u.audio for u in aged), torch.tensor([u.age for u in aged])
+        )
+
+    def of(self, audios) -> torch.Tensor:
+        return torch.cat([self.features(torch.from_numpy(a).float()[None]) for a in audios])
+
+    def female(self, audios) -> np.ndarray:
+        return (self.gender.predict_proba(self.of(audios)) >= 0.5).numpy()
+
+    def ages(self, audios) -> np.ndarray:
+        return self.age.predict(self.of(audios)).numpy()
+
+
+def median_midi(audio: np.ndarray, sample_rate: int) -> float:
+    """Median pitch (MIDI) of the voiced frames (YIN)."""
+    features = compute_features(torch.from_numpy(audio).float()[None], sample_rate, 100)
+    voiced = voiced_frames(features["f0_confidence"])
+    return float(hz_to_midi(features["f0_hz"][voiced].double()).median())
+
+
+def content_distortion(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
+    """Mel-cepstral distortion (dB) after cepstral mean normalisation, on the reference's loud
+    frames, frame-aligned (the shorter length)."""
+    n = min(len(reference), len(estimate))
+    pair = torch.from_numpy(np.stack([reference[:n], estimate[:n]])).float()
+    cepstra = mel_cepstrum(pair, sample_rate)
+    loud = loud_frames(pair[:1], sample_rate)[0]
+    normalised = cepstra - cepstra[:, loud].mean(1, keepdim=True)
+    return float(cepstral_distortion(normalised[:1], normalised[1:], loud[None])[0])
+
+
+def assess_conversion(loaded, data_path: str | Path, per_speaker: int = 10) -> dict:
+    """The conversion measures of a voice model on a prepared dataset (module notes)."""
+    rate = loaded.sample_rate
+    reader = AttributeReader(dataset_utterances(data_path, "train", rate, per_speaker), rate)
+    held_out = [
+        u for u in dataset_utterances(data_path, "val", rate, per_speaker) if u.gender is not None
+    ]
+    if not held_out:
+        raise UserError(f"{data_path} has no labelled validation speakers to convert")
+
+    def convert(utterance: Utterance, **controls) -> np.ndarray:
+        return convert_voice(utterance.audio, loaded, **controls).audio
+
+    report = {"utterances": len(held_out), "speakers": len({u.speaker for u in held_out})}
+    report.update(_pitch(held_out, convert, rate))
+    report.update(_gender(held_out, convert, reader, rate))
+    report.update(_age(held_out, convert, reader))
+    return report
+
+
+def _pitch(held_out, convert, rate) -> dict:
+    report = {}
+    for shift in PITCH_SHIFTS:
+        errors = [
+            median_midi(convert(u, pitch_shift=shift), rate) - median_midi(u.audio, rate) - shift
+            for u in held_out
+        ]
+        report.update(_spread(f"pitch_{shift:+g}_error_semitones", np.abs(errors)))
+    return report
+
+
+def _gender(held_out, convert, reader, rate) -> dict:
+    real = np.array([u.gender for u in held_out]) >= 0.5
+    resynth = [convert(u) for u in held_out]
+    targets = [1.0 - round(u.gender) for u in held_out]
+    swapped = [convert(u, gender=g) for u, g in zip(held_out, targets, strict=True)]
+    with_pitch = [
+        convert(u, gender=g, pitch_shift=GENDER_PITCH_SHIFT * (2 * g - 1))
+        for u, g in zip(held_out, targets, strict=True)
+    ]
+    others = [_another_sentence(u, held_out) for u in held_out]
+    return {
+        "gender_accuracy_real": float((reader.female(u.audio for u in held_out) == real).mean()),
+        "gender_accuracy_resynthesis": float((reader.female(resynth) == real).mean()),
+        "gender_converted_to_target": float((reader.female(swapped) != real).mean()),
+        "gender_and_pitch_converted_to_target": float((reader.female(with_pitch) != real).mean()),
+        **_content("resynthesis", held_out, resynth, rate),
+        **_content("gender_converted", held_out, with_pitch, rate),
+        **_content("other_sentence", held_out, [o.audio for o in others], rate),
+    }
+
+
+def _content(name: str, held_out: list[Utterance], outputs: list[np.ndarray], rate: int) -> dict:
+    distortions = [
+        content_distortion(u.audio, out, rate) for u, out in zip(held_out, outputs, strict=True)
+    ]
+    return _spread(f"content_mcd_{name}_db", distortions)
+
+
+def _another_sentence(utterance: Utterance, utterances: list[Utterance]) -> Utterance:
+    """The next utterance of the same speaker (itself when the speaker has only one)."""
+    same = [u for u in utterances if u.speaker == utterance.speaker]
+    return same[(same.index(utterance) + 1) % len(same)]
+
+
+def _age(held_out, convert, reader) -> dict:
+    means = [float(reader.ages(convert(u, age=age) for u in held_out).mean()) for age in AGES]
+    report = {f"age_read_at_{age:g}": mean for age, mean in zip(AGES, means, strict=True)}
+    return {**report, "age_monotonic": bool(np.all(np.diff(means) > 0))}
+
+
+def _spread(name: str, values) -> dict:
+    values = np.asarray(values, dtype=float)
+    return {f"{name}_mean": float(values.mean()), f"{name}_max": float(values.max())}
+
+
+def assess_voice_model(model_name_or_path, data_path: str | None = None) -> dict:
+    """:func:`assess_conversion` of any :func:`~torchddsp.models.load_model` argument, on its
+    own training data by default."""
+    from ..evaluate import dataset_path
+    from ..models import load_model
+    from ..models.voice import VoiceAutoencoder
+
+    loaded = load_model(model_name_or_path)
+    if not isinstance(loaded.model, VoiceAutoencoder):
+        raise UserError(f"{loaded.name} is not a voice model: --conversion needs one")
+    report = assess_conversion(loaded, dataset_path(loaded, data_path))
+    return {"model": loaded.name, "checkpoint": str(loaded.path), "step": loaded.step, **report}
