@@ -78,9 +78,8 @@ def _blocks(text: str) -> list[int]:
 
 
 def _print(offline: dict[str, dict], live: dict) -> None:
-    print(
-        f"\n{'offline conversion':<28}{'threads':>8}{'median s':>10}{'x realtime':>12}{'peak MiB':>10}"
-    )
+    header = f"{'threads':>8}{'median s':>10}{'x realtime':>12}{'peak MiB':>10}"
+    print(f"\n{'offline conversion':<28}{header}")
     for name, result in offline.items():
         print(
             f"{name:<28}{result['threads']:>8}{result['seconds']:>10.3f}"
