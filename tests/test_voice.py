@@ -214,3 +214,10 @@ def test_a_labels_csv_prepares_a_dataset_split_by_speaker(tmp_path):
             )
     assert seen[(0.5, 0.5)] == (False, False)  # cy: unlabelled
     assert seen[(1.0, 0.25)] == (True, True) and seen[(0.0, 0.65)] == (True, True)
+
+
+def test_a_voice_model_is_refused_where_an_instrument_plays(trained):
+    from torchddsp.transfer import check_instrument
+
+    with pytest.raises(UserError, match="is a voice model: convert voices with"):
+        check_instrument(trained)

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from .features import compute_features, pad_to_hop
-from .functional.core import hz_to_midi
+from .functional.core import cents_apart
 from .losses import MultiScaleSpectralLoss
 
 F0_CONFIDENCE_THRESHOLD = 0.85  # DDSP's: frames where the input pitch is trustworthy
@@ -66,11 +66,6 @@ def voice_errors(
         "f0_squared_cents": cents[both].square().numpy(),
         "voicing_errors": (voiced != voiced_out).flatten().numpy(),
     }
-
-
-def cents_apart(f0_hz: torch.Tensor, reference_hz: torch.Tensor) -> torch.Tensor:
-    """Absolute pitch difference in cents. Shape: broadcastable -> broadcast."""
-    return 100.0 * (hz_to_midi(f0_hz.double()) - hz_to_midi(reference_hz.double())).abs()
 
 
 def summarize_errors(errors: dict[str, list[np.ndarray]], spectral: list[float]) -> dict:
@@ -176,11 +171,15 @@ def save_metrics(path, metrics: dict) -> None:
 def resynthesize_file(model_name_or_path, input_path, output_path) -> Path:
     """Reconstruct an audio file of any length through a trained model."""
     from .data.audio import load_audio, write_audio
-    from .models import load_model
+    from .models import is_voice_model, load_model
     from .models.autoencoder import render_in_blocks
 
     loaded = load_model(model_name_or_path)
     audio, _ = load_audio(input_path, sample_rate=loaded.sample_rate)
+    if is_voice_model(loaded):  # the conversion with no change is the resynthesis
+        from .voice.convert import convert_voice
+
+        return write_audio(output_path, convert_voice(audio, loaded).audio, loaded.sample_rate)
     waveform = pad_to_hop(torch.from_numpy(audio)[None], loaded.hop_size)
     features = compute_features(waveform, loaded.sample_rate, loaded.frame_rate, loaded.f0_method)
     if loaded.model.encoder is None:

@@ -51,6 +51,17 @@ def input_features(audio: np.ndarray, loaded: TrainedModel) -> dict[str, torch.T
     return {name: value[0] for name, value in features.items()}
 
 
+def check_instrument(loaded: TrainedModel) -> None:
+    """Refuse a voice model where an instrument plays (transfer, Neutone)."""
+    from .models import is_voice_model
+
+    if is_voice_model(loaded):
+        raise UserError(
+            f"{loaded.name} is a voice model: convert voices with `torchddsp convert` "
+            "(live: `torchddsp export --format nn`)"
+        )
+
+
 def transfer(
     audio: np.ndarray,
     loaded: TrainedModel,
@@ -62,6 +73,7 @@ def transfer(
     Shape: audio [n_samples] -> result.audio [n_samples].
     """
     start = time.perf_counter()
+    check_instrument(loaded)
     seconds = len(audio) / loaded.sample_rate
     if audio.ndim != 1 or seconds < MIN_SECONDS:
         raise UserError(
@@ -122,8 +134,8 @@ def output_f0_error(result: TransferResult, loaded: TrainedModel) -> dict:
     is pitched (confidence >= features.CONFIDENT), the absolute difference to
     the adjusted f0 in cents: median, mean, and the number of frames.
     """
-    from .evaluate import cents_apart
     from .features import CONFIDENT
+    from .functional.core import cents_apart
 
     tracked = input_features(result.audio, loaded)  # as many frames as result.notes
     frames = torch.from_numpy(result.notes) & (tracked["f0_confidence"] >= CONFIDENT)

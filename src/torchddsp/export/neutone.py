@@ -53,6 +53,7 @@ from ..adjust import LIMITS
 from ..errors import UserError
 from ..live import LiveModel
 from ..live.engine import MIX_RANGE
+from ..transfer import check_instrument
 
 SAMPLE_RATES = [48000, 44100]
 BUFFER_SIZES = [2048, 1024]  # the SDK renders its sample audio at the first
@@ -105,6 +106,7 @@ def export_neutone(trained, target: str | Path) -> Path:
 
     Shape: the plugin's audio [channels, n_samples] -> [channels, n_samples].
     """
+    check_instrument(trained)
     try:
         from neutone_sdk.utils import save_neutone_model
     except (ImportError, OSError) as error:  # OSError: a torchaudio built for another torch

@@ -56,6 +56,11 @@ def hz_to_midi(frequencies: torch.Tensor | float) -> torch.Tensor:
     return torch.where(positive, notes, torch.zeros_like(notes))
 
 
+def cents_apart(f0_hz: torch.Tensor, reference_hz: torch.Tensor) -> torch.Tensor:
+    """Absolute pitch difference in cents (float64). Shape: broadcastable -> broadcast."""
+    return 100.0 * (hz_to_midi(f0_hz.double()) - hz_to_midi(reference_hz.double())).abs()
+
+
 def power_to_db(
     power: torch.Tensor, ref_db: float = 0.0, range_db: float = DB_RANGE, amin: float = 1e-20
 ) -> torch.Tensor:

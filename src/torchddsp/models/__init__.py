@@ -1,5 +1,5 @@
 """Models: DDSP's RNN decoder, MFCC z encoder, the autoencoder that joins them to the synth,
-and trained models by name or path."""
+the voice autoencoder, and trained models by name or path."""
 
 from .autoencoder import Autoencoder, synthesis_config
 from .decoder import RnnFcDecoder, fc_stack
@@ -10,9 +10,12 @@ from .trained import (
     TrainedModel,
     available_models,
     example_input,
+    example_voice,
+    is_voice_model,
     load_model,
     user_models_dir,
 )
+from .voice import VoiceAutoencoder
 
 __all__ = [
     "Autoencoder",
@@ -20,10 +23,13 @@ __all__ = [
     "MfccEncoder",
     "RnnFcDecoder",
     "TrainedModel",
+    "VoiceAutoencoder",
     "available_models",
     "example_input",
+    "example_voice",
     "export_model",
     "fc_stack",
+    "is_voice_model",
     "load_checkpoint",
     "load_model",
     "synthesis_config",

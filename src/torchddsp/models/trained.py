@@ -72,6 +72,11 @@ class TrainedModel:
         return self.sample_rate // self.frame_rate
 
 
+def is_voice_model(loaded: TrainedModel) -> bool:
+    """A voice autoencoder (``torchddsp convert``), not an instrument (``transfer``)."""
+    return isinstance(loaded.model, VoiceAutoencoder)
+
+
 def pretrained_dir() -> Path:
     return Path(str(resources.files("torchddsp").joinpath("pretrained")))
 

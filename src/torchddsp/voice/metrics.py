@@ -31,7 +31,7 @@ from ..functional._checks import (
     check_same_leading,
     check_tensor,
 )
-from ..functional.core import hz_to_midi
+from ..functional.core import cents_apart
 from ..functional.spectral import compute_loudness, frame_hop_size, mfcc
 
 VOICED_CONFIDENCE = CONFIDENT  # f0 confidence at or above which a frame is voiced
@@ -187,7 +187,7 @@ def f0_rmse_cents(
     """
     check_tensor(reference_f0_hz, "reference_f0_hz", 2, "[batch, n_frames]")
     _check_mask(voiced_mask, "voiced_mask", reference_f0_hz.shape)
-    cents = 100.0 * (hz_to_midi(estimate_f0_hz.double()) - hz_to_midi(reference_f0_hz.double()))
+    cents = cents_apart(estimate_f0_hz, reference_f0_hz)
     return _masked_mean(cents.square(), voiced_mask).sqrt()
 
 
