@@ -199,6 +199,7 @@ def test_a_labels_csv_prepares_a_dataset_split_by_speaker(tmp_path):
     done = prepare_dataset(root, tmp_path / "data", labels=labels, **settings)
     skipped = {entry["path"]: entry["reason"] for entry in done.manifest["skipped"]}
     assert skipped["ed1.wav"].startswith("silent") and len(skipped) == 2  # and labels.csv
+    assert skipped["ed1.wav"].endswith("remove its row from the list of clips to drop this note")
     by_split = {}
     for entry in done.manifest["files"]:
         by_split.setdefault(entry["labels"]["split"], set()).add(entry["labels"]["speaker"])

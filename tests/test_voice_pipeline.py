@@ -2,7 +2,10 @@
 layout -> prepare -> train -> resume -> eval -> convert -> export -> the file streamed."""
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -103,3 +106,20 @@ def test_bad_voice_input_gives_one_line(dataset, tmp_path, capsys):
     assert main(["prepare", str(broken), str(tmp_path / "data")]) == 2
     error = capsys.readouterr().err
     assert len(error.strip().splitlines()) == 1 and "no clips/ folder" in error
+
+
+@needs_festival
+def test_torchrun_trains_a_voice_model_on_two_processes(dataset, tmp_path):
+    """The adversary and the estimator live in the loss, outside forward: DDP must still
+    average their gradients (every parameter gets one each step)."""
+    run_dir = tmp_path / "ddp"
+    overrides = [f"data={dataset / 'data'}", f"train.run_dir={run_dir}", *TINY_MODEL]
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "torchddsp.cli", "train", "--config", "voice_fast", *overrides,
+        "train.steps=2", "train.batch_size=2",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("finished at step 2") == 1

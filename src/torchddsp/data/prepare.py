@@ -166,8 +166,8 @@ def prepare_dataset(
         "seed": seed,
     }
     sources, n_computed = _load_sources(audio_dir, audio_paths, out_dir, layout, settings, skipped)
-    for source in sources if labels is not None else []:
-        source.labels = dict(labels[source.name])
+    if labels is not None:
+        _attach_labels(sources, skipped, labels)
     if not sources:
         raise UserError(f"{audio_dir} has no usable recording ({_first_reasons(skipped)})")
     split_method = assign_regions(sources, layout, val_fraction, seed)
@@ -186,6 +186,15 @@ def prepare_dataset(
     }
     _write_dataset(out_dir, sources, layout, counts, manifest)
     return PreparedDataset(out_dir, manifest, n_computed)
+
+
+def _attach_labels(sources: list[Source], skipped: list[dict], labels: Mapping[str, dict]):
+    """Each listed clip's labels on its source; a skipped clip's reason says the fix."""
+    for source in sources:
+        source.labels = dict(labels[source.name])
+    for entry in skipped:
+        if entry["path"] in labels:
+            entry["reason"] += "; remove its row from the list of clips to drop this note"
 
 
 def tracker_parameters(f0_method: str) -> dict:
