@@ -1,6 +1,8 @@
 """The voice autoencoder: offline and streaming agree, the live engine streams exactly, the
 conversion controls parse, labelled datasets carry their labels."""
 
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +150,25 @@ def test_the_nn_file_has_four_inputs_and_streams_exactly(trained, tmp_path, sing
     torch.testing.assert_close(blocks, whole, rtol=0, atol=1e-5)
     live = LiveVoice(trained, 48000)
     torch.testing.assert_close(whole[:, 0], live(*signal[0, :, None]), rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(
+    "TORCHDDSP_COMPAT_PYTHON" not in os.environ,
+    reason="set TORCHDDSP_COMPAT_PYTHON (scripts/compat_env.sh makes the environment)",
+)
+def test_the_nn_file_streams_under_libtorch_2_5(trained, tmp_path):
+    path = export_nn(trained, tmp_path / "voice.ts")
+    signal = _host_signal()
+    torch.save(signal, tmp_path / "input.pt")
+    host = Path(__file__).with_name("nn_host.py")
+    command = [os.environ["TORCHDDSP_COMPAT_PYTHON"], "-I", str(host), "stream", str(path)]
+    env = {"PATH": os.environ.get("PATH", ""), "OMP_NUM_THREADS": "1"}
+    subprocess.run([*command, "input.pt", "output.pt"], cwd=tmp_path, env=env, check=True)
+    result = torch.load(tmp_path / "output.pt")
+    assert result["torch"].startswith("2.5.1")
+    torch.testing.assert_close(result["blocks"], result["whole"], rtol=0, atol=1e-5)
+    here = NNHost(str(path)).run("forward", signal, [signal.shape[-1]])
+    torch.testing.assert_close(result["whole"], here, rtol=0, atol=1e-4)
 
 
 def test_controls_take_numbers_and_words_and_refuse_the_rest():
