@@ -344,3 +344,15 @@ def test_bad_arguments_name_what_was_found():
         spectral.mel_filterbank(16000, 512, 40, fmin=900, fmax=800)
     with pytest.raises(ValueError, match="found 50"):
         spectral.mfcc(x, 16000, n_mfcc=50, n_fft=256, n_mels=40)
+
+
+def test_warp_frequencies_moves_a_peak_by_the_factor():
+    from torchddsp.functional.spectral import warp_frequencies
+
+    power = torch.zeros(2, 3, 257)
+    power[..., 40] = 1.0
+    warped = warp_frequencies(power, torch.tensor([1.25, 0.8]))
+    assert warped[0, 0].argmax() == 50 and warped[1, 0].argmax() == 32
+    unchanged = warp_frequencies(power, torch.tensor([1.0, 1.0]))
+    torch.testing.assert_close(unchanged, power, rtol=0, atol=0)
+    assert warp_frequencies(power, torch.tensor([0.5, 1.0]))[0, 0, 129:].abs().max() == 0

@@ -48,6 +48,8 @@ class ModelConfig:
     n_noise_bands: int = 65
     n_tract_bands: int = 65  # voice: bands of the vocal tract filter on the glottal source
     adversary_weight: float = 0.1  # voice: attribute loss through gradient reversal on z
+    content_warp: float = 1.2  # voice: training scales the encoder input's frequencies by up to
+    # this factor either way (vocal tract length perturbation); 1 = off
     reverb_length: int = 48000  # impulse response taps; 0 = no reverb
     mlp_units: int = 512
     mlp_layers: int = 3  # 0 = no fc stacks around the GRU (DDSP's tiny model)
@@ -272,5 +274,7 @@ def _check_consistency(config: ExperimentConfig, label: str) -> None:
         frame_hop_size(config.data.sample_rate, config.data.frame_rate)
     except ValueError as error:
         raise UserError(f"{label}: data.{error}") from error
+    if config.model.content_warp < 1:
+        raise UserError(f"{label}: model.content_warp must be at least 1 (1 = off)")
     if config.model.kind == "voice" and config.model.z_dims < 1:
         raise UserError(f"{label}: a voice model needs model.z_dims >= 1 (its content code)")

@@ -340,8 +340,42 @@ def frames_mfcc(
 
     Shape: frames [batch, n_frames, n_fft] -> [batch, n_frames, n_mfcc].
     """
-    power = _power(torch.fft.rfft(frames * window, dim=-1)) @ mel_basis
-    return power_to_db(power, range_db=math.inf, amin=1e-10) @ dct_basis
+    return power_mfcc(frames_power(frames, window), mel_basis, dct_basis)
+
+
+def frames_power(frames: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
+    """Power spectrum of windowed frames. TorchScript-compatible.
+
+    Shape: frames [batch, n_frames, n_fft] -> [batch, n_frames, n_fft // 2 + 1].
+    """
+    return _power(torch.fft.rfft(frames * window, dim=-1))
+
+
+def power_mfcc(
+    power: torch.Tensor, mel_basis: torch.Tensor, dct_basis: torch.Tensor
+) -> torch.Tensor:
+    """MFCCs of a power spectrum (:func:`mfcc`'s last steps). TorchScript-compatible.
+
+    Shape: power [..., n_bins] -> [..., n_mfcc].
+    """
+    return power_to_db(power @ mel_basis, range_db=math.inf, amin=1e-10) @ dct_basis
+
+
+def warp_frequencies(power: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """A spectrum with every frequency multiplied by ``factor`` (vocal tract length
+    perturbation: a factor above 1 raises the formants, as a shorter vocal tract does).
+    Bin ``k`` takes the linear interpolation at bin ``k / factor``; beyond Nyquist, zero.
+
+    Shape: power [batch, n_frames, n_bins], factor [batch] -> [batch, n_frames, n_bins].
+    """
+    n_bins = power.shape[-1]
+    source = torch.arange(n_bins, device=power.device, dtype=power.dtype) / factor[:, None]
+    low = source.floor().clamp(max=n_bins - 1)
+    fraction = (source - low)[:, None]
+    index = low.long()[:, None].expand(-1, power.shape[1], -1)
+    above = (index + 1).clamp(max=n_bins - 1)
+    warped = torch.lerp(power.gather(-1, index), power.gather(-1, above), fraction)
+    return torch.where((source <= n_bins - 1)[:, None], warped, torch.zeros_like(warped))
 
 
 def frame_hop_size(sample_rate: float, frame_rate: float) -> int:

@@ -11,9 +11,12 @@ from ..functional.spectral import (
     frame,
     frame_hop_size,
     frames_mfcc,
+    frames_power,
     hann_window,
     mel_filterbank,
+    power_mfcc,
     take_ready_frames,
+    warp_frequencies,
 )
 
 MFCC_FMIN_HZ = 20.0  # DDSP's lo_hz
@@ -60,10 +63,13 @@ class MfccEncoder(nn.Module):
         self.dense_out = nn.Linear(gru_units, z_dims)
 
     @torch.jit.unused
-    def forward(self, audio: torch.Tensor, n_frames: int) -> torch.Tensor:
-        """z for the first ``n_frames`` frames of ``audio``.
+    def forward(
+        self, audio: torch.Tensor, n_frames: int, warp: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """z for the first ``n_frames`` frames of ``audio``; ``warp`` (training) scales each
+        example's frequencies first (:func:`warp_frequencies`).
 
-        Shape: audio [batch, n_samples] -> [batch, n_frames, z_dims].
+        Shape: audio [batch, n_samples], warp [batch] -> [batch, n_frames, z_dims].
         """
         check_tensor(audio, "audio", 2, "[batch, n_samples]")
         if audio.shape[1] < n_frames * self.hop_size:
@@ -71,18 +77,21 @@ class MfccEncoder(nn.Module):
                 f"audio must hold n_frames * hop = {n_frames * self.hop_size} samples, "
                 f"found {audio.shape[1]}"
             )
-        z, _ = self.gru(self.norm(self.mfccs(audio)[:, :n_frames]))
+        z, _ = self.gru(self.norm(self.mfccs(audio, warp)[:, :n_frames]))
         return self.dense_out(z)
 
     @torch.jit.unused
-    def mfccs(self, audio: torch.Tensor) -> torch.Tensor:
+    def mfccs(self, audio: torch.Tensor, warp: torch.Tensor | None = None) -> torch.Tensor:
         """MFCCs in the module's dtype even under autocast: mel power overflows float16.
 
-        Shape: audio [batch, n_samples] -> [batch, n_samples // hop + 1, n_mfcc].
+        Shape: audio [batch, n_samples], warp [batch] -> [batch, n_samples // hop + 1, n_mfcc].
         """
         with torch.autocast(audio.device.type, enabled=False):
             frames = frame(audio.to(self.window.dtype), self.n_fft, self.hop_size, "center")
-            return frames_mfcc(frames, self.window, self.mel_basis, self.dct_basis)
+            power = frames_power(frames, self.window)
+            if warp is not None:
+                power = warp_frequencies(power, warp.to(power.dtype))
+            return power_mfcc(power, self.mel_basis, self.dct_basis)
 
     @torch.jit.export
     def init_state(

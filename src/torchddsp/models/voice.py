@@ -13,20 +13,30 @@
   filter, plus filtered noise (breath, fricatives), summed, through a
   trainable reverb.
 - **Disentanglement.** Gender and age reach the controller as inputs, so the
-  code need not carry them; the bottleneck leaves it little room to; and an
-  adversary predicting them from the code's time average trains the encoder
-  through gradient reversal (Ganin and Lempitsky 2015) to remove what is left.
-  Instance normalisation over time would also strip the speaker's average
-  envelope, but it needs the whole utterance and could not stream; the
-  per-frame layer norm and the adversary do not.
+  code need not carry them, and three things keep it from doing so anyway:
+  the bottleneck leaves it little room; information perturbation: in
+  training the encoder hears each example with its frequencies scaled by a
+  random factor (up to ``content_warp``, 1.2: vocal tract length
+  perturbation), so the formant positions that tell a man from a woman or a
+  child are noise to the code while the phones survive, and the controller
+  must take them from the conditions to rebuild the original; and an
+  adversary predicting gender and age from the code's time average trains the
+  encoder through gradient reversal (Ganin and Lempitsky 2015) to remove what
+  is left. Instance normalisation over time would also strip the speaker's
+  average envelope, but it needs the whole utterance and could not stream.
+- **Attribute estimator.** A small head reads gender and age off the mean
+  and spread of the input's normalised MFCCs over voiced frames (trained on
+  detached inputs: it teaches nothing to the rest); offline conversion uses
+  it for the controls left unchanged, so that no change is a resynthesis.
 
 Unlabelled examples (``has_gender`` / ``has_age`` false) train the
 autoencoder with the middle value 0.5 as their condition and without the
-adversary's term for that label.
+attribute terms for that label.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import torch
@@ -151,7 +161,7 @@ class VoiceAutoencoder(nn.Module):
         f0_hz = frame_feature(features, "f0_hz")
         n_frames = f0_hz.shape[1]
         audio = features["audio"][:, : self.n_samples(n_frames)]
-        z = self.encoder(audio, n_frames)
+        z = self.encoder(audio, n_frames, self._training_warp(audio))
         raw, _ = self.decoder(
             f0_hz,
             frame_feature(features, "loudness_db"),
@@ -162,6 +172,15 @@ class VoiceAutoencoder(nn.Module):
             inputs = {name: value.to(dtype) for name, value in raw.items()}
             signals = self.synth.get_outputs({**inputs, "f0_hz": f0_hz.to(dtype)})
         return {"audio_synth": signals[self.synth.output], "z": z, **raw}
+
+    @torch.jit.unused
+    def _training_warp(self, audio: torch.Tensor) -> torch.Tensor | None:
+        """Per-example frequency scales, log-uniform within ``content_warp`` (training only)."""
+        if not self.training or self.config.content_warp == 1:
+            return None
+        spread = math.log(self.config.content_warp)
+        uniform = torch.rand(audio.shape[0], device=audio.device, dtype=torch.float64)
+        return torch.exp((2 * uniform - 1) * spread).to(audio.dtype)
 
     @torch.jit.export
     def init_state(

@@ -32,7 +32,7 @@ import torch
 from ..data.audio import load_audio
 from ..data.dataset import read_manifest
 from ..errors import UserError
-from ..features import compute_features
+from ..features import compute_features, pad_to_hop
 from ..functional.core import hz_to_midi
 from .convert import convert_voice
 from .metrics import (
@@ -107,7 +107,8 @@ class AttributeReader:
 
 def median_midi(audio: np.ndarray, sample_rate: int) -> float:
     """Median pitch (MIDI) of the voiced frames (YIN)."""
-    features = compute_features(torch.from_numpy(audio).float()[None], sample_rate, 100)
+    waveform = pad_to_hop(torch.from_numpy(audio).float()[None], sample_rate // 100)
+    features = compute_features(waveform, sample_rate, 100)
     voiced = voiced_frames(features["f0_confidence"])
     return float(hz_to_midi(features["f0_hz"][voiced].double()).median())
 
