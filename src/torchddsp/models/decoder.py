@@ -36,7 +36,9 @@ class RnnFcDecoder(nn.Module):
     concatenated again with the input stacks' outputs, through a final stack and
     one linear layer split into the raw (unscaled) synthesizer controls.
     ``mlp_layers=0`` drops the stacks (DDSP's tiny model). ``outputs`` names
-    the controls and their sizes (default: the harmonic-plus-noise model's).
+    the controls and their sizes (default: the harmonic-plus-noise model's);
+    ``hears_f0=False`` leaves f0 out of the inputs (a vocal tract that does not
+    follow the pitch; f0 is still checked and still drives the synthesizers).
     Offline calls start from a zero hidden state; streaming calls pass the
     returned ``hidden`` back in, so consecutive blocks equal one long call.
 
@@ -56,10 +58,12 @@ class RnnFcDecoder(nn.Module):
         gru_units: int = 512,
         z_dims: int = 0,
         outputs: dict[str, int] | None = None,
+        hears_f0: bool = True,
     ):
         super().__init__()
         self.z_dims = z_dims
-        input_sizes = [1, 1] + ([z_dims] if z_dims > 0 else [])
+        self.hears_f0 = hears_f0
+        input_sizes = [1] + ([1] if hears_f0 else []) + ([z_dims] if z_dims > 0 else [])
         self.input_stacks = nn.ModuleList(
             fc_stack(size, mlp_units, mlp_layers) for size in input_sizes
         )
@@ -161,7 +165,9 @@ class RnnFcDecoder(nn.Module):
         """DDSP's preprocessing (``ld_scaled``, ``f0_scaled``) and z, shapes checked."""
         if not torch.jit.is_scripting():
             self._check_inputs(f0_hz, loudness_db, z)
-        inputs = [scale_db(loudness_db), scale_f0_hz(f0_hz)]
+        inputs = [scale_db(loudness_db)]
+        if self.hears_f0:
+            inputs.append(scale_f0_hz(f0_hz))
         if z is not None:
             inputs.append(z)
         return inputs

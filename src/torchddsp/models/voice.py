@@ -5,9 +5,13 @@
   audio and streams) through a GRU into a small bottleneck (``z_dims``, 8 by
   default). f0, its confidence (voicing) and A-weighted loudness are the
   usual features.
-- **Controller.** :class:`RnnFcDecoder` maps f0, loudness and the content code
+- **Controller.** :class:`RnnFcDecoder` maps loudness and the content code
   together with voicing, gender and age (0 = male, 1 = female; age in years /
-  100, see :mod:`torchddsp.voice.commonvoice`) to the synthesis controls.
+  100, see :mod:`torchddsp.voice.commonvoice`) to the synthesis controls. It
+  does not hear f0, which only drives the glottal source: in the training
+  data pitch and gender go together, and a controller that heard f0 would
+  read the speaker's gender off it (a pitch shift would then change the
+  vocal tract, and the gender control would matter less).
 - **Voice decoder.** The shipped ``voice`` DAG: a Rosenberg glottal source
   (amplitude, open and speed quotients) through a time-varying vocal tract
   filter, plus filtered noise (breath, fricatives), summed, through a
@@ -134,6 +138,7 @@ class VoiceAutoencoder(nn.Module):
             gru_units=config.gru_units,
             z_dims=config.z_dims + len(CONDITIONS),
             outputs=voice_controls(config),
+            hears_f0=False,
         )
         self.synth = ProcessorGroup.from_config(
             voice_synthesis_config(config, sample_rate, frame_rate)
