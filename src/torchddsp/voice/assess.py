@@ -10,7 +10,9 @@ validation split of a prepared voice dataset (its speakers are not in training):
   train split's real utterances (mean and spread of the mel cepstrum over voiced
   frames, :class:`UtteranceFeatures`) labels each converted held-out utterance;
   reported as the share labelled as the target, beside the classifier's
-  accuracy on the real held-out utterances and on their resyntheses.
+  accuracy on the real held-out utterances and on their resyntheses; with
+  the gender control alone, with it and a pitch shift toward the target
+  group, and (a reference: how much the pitch alone does) the shift alone.
 - **age**: a ridge regressor (:class:`AgeRegressor`) fitted the same way reads
   the age of the output at each age control; the mean must rise with it.
 - **content**: mel-cepstral distortion of the output against the input after
@@ -160,16 +162,19 @@ def _gender(held_out, convert, reader, rate) -> dict:
     resynth = [convert(u) for u in held_out]
     targets = [1.0 - round(u.gender) for u in held_out]
     swapped = [convert(u, gender=g) for u, g in zip(held_out, targets, strict=True)]
+    toward = [GENDER_PITCH_SHIFT * (2 * g - 1) for g in targets]
     with_pitch = [
-        convert(u, gender=g, pitch_shift=GENDER_PITCH_SHIFT * (2 * g - 1))
-        for u, g in zip(held_out, targets, strict=True)
+        convert(u, gender=g, pitch_shift=shift)
+        for u, g, shift in zip(held_out, targets, toward, strict=True)
     ]
+    pitch_only = [convert(u, pitch_shift=shift) for u, shift in zip(held_out, toward, strict=True)]
     others = [_another_sentence(u, held_out) for u in held_out]
     return {
         "gender_accuracy_real": float((reader.female(u.audio for u in held_out) == real).mean()),
         "gender_accuracy_resynthesis": float((reader.female(resynth) == real).mean()),
         "gender_converted_to_target": float((reader.female(swapped) != real).mean()),
         "gender_and_pitch_converted_to_target": float((reader.female(with_pitch) != real).mean()),
+        "pitch_alone_converted_to_target": float((reader.female(pitch_only) != real).mean()),
         **_content("resynthesis", held_out, resynth, rate),
         **_content("gender_converted", held_out, with_pitch, rate),
         **_content("other_sentence", held_out, [o.audio for o in others], rate),
