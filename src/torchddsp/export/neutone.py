@@ -106,11 +106,11 @@ def export_neutone(trained, target: str | Path) -> Path:
 
     Shape: the plugin's audio [channels, n_samples] -> [channels, n_samples].
     """
-    check_instrument(trained)
     try:
         from neutone_sdk.utils import save_neutone_model
     except (ImportError, OSError) as error:  # OSError: a torchaudio built for another torch
         raise UserError(f"{MISSING_SDK}: {error}") from None
+    check_instrument(trained)
     live = LiveModel(trained, SAMPLE_RATES[0], host_rates=tuple(SAMPLE_RATES)).requires_grad_(False)
     wrapper = _wrapper_class()(live, _metadata(trained, live))
     target = Path(target)

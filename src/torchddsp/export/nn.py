@@ -65,12 +65,13 @@ class NNModel(nn.Module):
             self.register_buffer(f"{method}_params", torch.tensor(params))
         for name, (type_id, _, _) in ATTRIBUTES.items():
             self.register_buffer(f"{name}_params", torch.tensor([type_id]))
+        self.method_names = list(METHODS)
         self.attribute_names = list(ATTRIBUTES)
         self.limits = {name: (low, high) for name, (_, low, high) in ATTRIBUTES.items()}
 
     @torch.jit.export
     def get_methods(self) -> list[str]:
-        return list(METHODS)
+        return self.method_names
 
     @torch.jit.export
     def get_attributes(self) -> list[str]:

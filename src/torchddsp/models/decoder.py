@@ -27,6 +27,27 @@ def fc_stack(in_features: int, units: int, n_layers: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def gru_steps(
+    x: torch.Tensor, hidden: torch.Tensor, weights: list[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A one-layer GRU run cell by cell: each step computes alike however a stream is cut
+    into blocks (a whole-sequence call batches the input products by length, which rounds
+    differently), and a few frames cost less than the GRU's own per-call work.
+    ``weights``: the GRU's ``[weight_ih_l0, weight_hh_l0, bias_ih_l0, bias_hh_l0]``
+    (TorchScript takes no module as an argument).
+    TorchScript-compatible.
+
+    Shape: x [batch, n_steps, in_features], hidden [1, batch, units] -> ([batch, n_steps,
+    units], [1, batch, units]).
+    """
+    state = hidden[0]
+    steps: list[torch.Tensor] = []
+    for index in range(x.shape[1]):
+        state = torch.gru_cell(x[:, index], state, weights[0], weights[1], weights[2], weights[3])
+        steps.append(state)
+    return torch.stack(steps, 1), state[None]
+
+
 class RnnFcDecoder(nn.Module):
     """Decoder of DDSP's solo-instrument model.
 
@@ -144,20 +165,10 @@ class RnnFcDecoder(nn.Module):
             return controls, state
         stacked = self._input_stacks(self._scaled_inputs(f0_hz, loudness_db, z))
         x = torch.cat(stacked, dim=-1)
-        # Cell by cell: the GRU's own per-call work dominates a few frames at a time.
-        hidden = state["hidden"][0]
-        steps: list[torch.Tensor] = []
-        for index in range(x.shape[1]):
-            hidden = torch.gru_cell(
-                x[:, index],
-                hidden,
-                self.gru.weight_ih_l0,
-                self.gru.weight_hh_l0,
-                self.gru.bias_ih_l0,
-                self.gru.bias_hh_l0,
-            )
-            steps.append(hidden)
-        return self._controls(stacked, torch.stack(steps, 1)), {"hidden": hidden[None]}
+        gru = self.gru
+        weights = [gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0]
+        steps, hidden = gru_steps(x, state["hidden"], weights)
+        return self._controls(stacked, steps), {"hidden": hidden}
 
     def _scaled_inputs(
         self, f0_hz: torch.Tensor, loudness_db: torch.Tensor, z: torch.Tensor | None

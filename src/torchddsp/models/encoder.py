@@ -18,6 +18,7 @@ from ..functional.spectral import (
     take_ready_frames,
     warp_frequencies,
 )
+from .decoder import gru_steps
 
 MFCC_FMIN_HZ = 20.0  # DDSP's lo_hz
 MFCC_FMAX_HZ = 8000.0  # DDSP's hi_hz (capped at Nyquist)
@@ -124,5 +125,7 @@ class MfccEncoder(nn.Module):
             z = audio_block.new_zeros(audio_block.shape[0], 0, self.dense_out.out_features)
             return z, {"buffer": rest, "hidden": state["hidden"]}
         mfccs = frames_mfcc(frames, self.window, self.mel_basis, self.dct_basis)
-        z, hidden = self.gru(self.norm(mfccs), state["hidden"])
+        gru = self.gru
+        weights = [gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0]
+        z, hidden = gru_steps(self.norm(mfccs), state["hidden"], weights)
         return self.dense_out(z), {"buffer": rest, "hidden": hidden}
