@@ -243,3 +243,16 @@ def test_a_voice_model_is_refused_where_an_instrument_plays(trained):
 
     with pytest.raises(UserError, match="is a voice model: convert voices with"):
         check_instrument(trained)
+
+
+def test_conversion_measures_against_oracles():
+    from torchddsp.voice.assess import content_distortion, median_midi
+
+    t = np.arange(RATE) / RATE
+    tone = (0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
+    assert median_midi(tone, RATE) == pytest.approx(57.0, abs=0.05)  # A3
+    speech = _speech_like(100, batch=1)["audio"][0].numpy()
+    assert content_distortion(speech, speech, RATE) == pytest.approx(0.0, abs=1e-6)
+    louder = content_distortion(speech, 3.0 * speech, RATE)  # the mean removes a gain
+    assert louder == pytest.approx(0.0, abs=0.1)  # but for the floor of quiet mel bands
+    assert content_distortion(speech, speech[::-1].copy(), RATE) > 1.0

@@ -69,6 +69,10 @@ def test_train_resume_convert_export_and_stream(dataset, tmp_path, capsys, singl
     assert main(["eval", str(run)]) == 0
     metrics = json.loads((tmp_path / "run.eval.json").read_text())
     assert {"mcd_db", "f0_rmse_cents", "voicing_error_rate", "spectral_distance"} <= set(metrics)
+    assert main(["eval", str(run), "--conversion"]) == 0
+    conversion = json.loads((tmp_path / "run.conversion.json").read_text())
+    assert conversion["utterances"] == 3 and 0 <= conversion["gender_accuracy_real"] <= 1
+    assert {"pitch_+4_error_semitones_mean", "age_monotonic"} <= set(conversion)
 
     clip = sorted((dataset / "cv" / "clips").iterdir())[0]
     out = tmp_path / "converted.wav"

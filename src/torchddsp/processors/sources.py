@@ -241,8 +241,8 @@ def _check_range(bounds: tuple[float, float], name: str, upper: float) -> None:
 
 
 def _sigmoid_into(x: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:
-    low, high = bounds
-    return low + (high - low) * torch.sigmoid(x)
+    low, high = bounds  # float64: float32 sigmoid rounds by vector lane (see frequencies_sigmoid)
+    return (low + (high - low) * torch.sigmoid(x.double())).to(x.dtype)
 
 
 class GlottalSource(Synthesizer):
