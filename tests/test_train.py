@@ -188,6 +188,20 @@ def test_refuses_to_mix_runs(short_run, dataset):
         train(_config(dataset, short_run.run_dir, "train.steps=8", "model.gru_units=8"))
 
 
+def test_a_checkpoint_from_before_a_config_field_resumes_with_its_default(
+    short_run, dataset, tmp_path
+):
+    run_dir = tmp_path / "older"
+    shutil.copytree(short_run.run_dir, run_dir)
+    newest = checkpoint_path(run_dir, 4)
+    contents = torch.load(newest, weights_only=False)
+    del contents["config"]["model"]["content_warp"]  # a field added after it was written
+    torch.save(contents, newest)
+    assert train(_config(dataset, run_dir, "train.steps=5", *QUIET)).step == 5
+    with pytest.raises(UserError, match=r"other model\.content_warp"):
+        train(_config(dataset, run_dir, "train.steps=6", "model.content_warp=1.5"))
+
+
 def test_load_checkpoint_of_a_missing_run_names_it(tmp_path):
     with pytest.raises(UserError, match=f"no checkpoint at {tmp_path / 'nope'}"):
         load_checkpoint(tmp_path / "nope")

@@ -21,7 +21,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import ExperimentConfig, config_to_dict
+from ..config import ExperimentConfig, config_from_dict, config_to_dict
 from ..data.dataset import DDSPDataset, check_dataset_matches, read_manifest
 from ..errors import UserError
 from ..models.saved import build_model
@@ -337,6 +337,7 @@ class _Run:
 
     def _check_same_model(self, saved: dict, path: Path) -> None:
         current = config_to_dict(self.config)
+        saved = config_to_dict(config_from_dict(saved, str(path)))  # a later field: its default
         keys = [("model", key) for key in current["model"]]
         keys += [("data", "sample_rate"), ("data", "frame_rate")]
         differ = [f"{sec}.{key}" for sec, key in keys if saved[sec].get(key) != current[sec][key]]
