@@ -183,6 +183,26 @@ def _transfer(args: argparse.Namespace) -> None:
         print(f"wrote {args.plot}")
 
 
+def _play(args: argparse.Namespace) -> None:
+    from .models import load_model
+    from .play import Performance, describe, play_file
+
+    performance = Performance(
+        glide_s=args.glide,
+        attack_s=args.attack,
+        release_s=args.release,
+        vibrato_hz=args.vibrato_rate,
+        vibrato_cents=args.vibrato_depth,
+        vibrato_delay_s=args.vibrato_delay,
+    )
+    loaded = load_model(args.model)
+    output = args.output or f"{Path(args.midi).stem}.{loaded.name}.wav"
+    result = play_file(args.midi, loaded, output, performance, args.track, args.channel)
+    seconds = len(result.audio) / result.sample_rate
+    print(f"{Path(args.midi).name} -> {loaded.name}: {describe(result)}")
+    print(f"wrote {output} ({seconds:.2f} s at {result.sample_rate} Hz, in {result.seconds:.1f} s)")
+
+
 EXPORT_FORMATS = ("nn", "neutone")
 
 
@@ -246,6 +266,53 @@ def _add_transfer_parser(commands) -> None:
     transfer.set_defaults(run=_transfer)
     models = commands.add_parser("models", help="list the bundled and user models")
     models.set_defaults(run=_models)
+
+
+def _within(low: float, high: float):
+    """An argparse type: a number in ``low .. high``."""
+
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, found {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be within {low:g} .. {high:g}, found {text}")
+        return value
+
+    return number
+
+
+def _add_play_parser(commands) -> None:
+    from .play import LIMITS, Performance
+
+    defaults = Performance()
+    play = commands.add_parser("play", help="play a MIDI melody with a model's timbre")
+    play.add_argument("midi", help="MIDI file (format 0 or 1)")
+    play.add_argument("--model", required=True, help=MODEL_HELP)
+    play.add_argument("-o", "--output", help="audio file (default: MIDI_STEM.MODEL.wav)")
+    play.add_argument("--track", type=int, help="play this track only (1 = the first)")
+    play.add_argument(
+        "--channel", type=int, help="play this channel only (1..16; 10, the drums, never plays)"
+    )
+    options = (
+        ("--glide", "glide_s", "seconds a legato note glides to its pitch"),
+        ("--attack", "attack_s", "seconds of a velocity-127 attack (twice that at velocity 1)"),
+        ("--release", "release_s", "seconds the release takes to fall silent"),
+        ("--vibrato-rate", "vibrato_hz", "vibrato Hz"),
+        ("--vibrato-depth", "vibrato_cents", "vibrato cents, peak (0: none)"),
+        ("--vibrato-delay", "vibrato_delay_s", "seconds into each phrase before vibrato fades in"),
+    )
+    for flag, name, text in options:
+        low, high = LIMITS[name]
+        default = getattr(defaults, name)
+        play.add_argument(
+            flag,
+            type=_within(low, high),
+            default=default,
+            help=f"{text} ({low:g} .. {high:g}, default {default:g})",
+        )
+    play.set_defaults(run=_play)
 
 
 def _add_export_parser(commands) -> None:
@@ -455,6 +522,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluation_parser(commands)
     _add_resynth_parser(commands)
     _add_transfer_parser(commands)
+    _add_play_parser(commands)
     _add_export_parser(commands)
     add_voice_parsers(commands)
     return parser

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import UserError
@@ -46,7 +46,8 @@ class MidiEvent:
     ``number`` and ``value`` by kind: note_on / note_off: note, velocity;
     control_change: controller, value; program_change: program, unused;
     pitch_bend: unused, bend in -8192..8191; tempo: unused, microseconds per
-    quarter note.
+    quarter note. ``track``: the file's track it came from, numbered from 0 (the
+    writer puts every event in one track).
     """
 
     tick: int
@@ -54,6 +55,7 @@ class MidiEvent:
     channel: int = 0
     number: int = 0
     value: int = 0
+    track: int = 0
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,7 @@ class MidiFile:
     ticks_per_quarter: int
     events: list[MidiEvent]
     end_tick: int = 0
+    n_tracks: int = 1
 
 
 def bend_range_events(tick: int, channel: int, semitones: int) -> list[MidiEvent]:
@@ -251,10 +254,10 @@ def parse_midi(data: bytes) -> MidiFile:
     if division & 0x8000:
         raise ValueError("SMPTE time division is not supported")
     tracks = [_track_events(body) for name, body in chunks[1:] if name == b"MTrk"]
-    events = [event for track, _ in tracks for event in track]
+    events = [replace(event, track=k) for k, (track, _) in enumerate(tracks) for event in track]
     end_tick = max((end for _, end in tracks), default=0)
     # Stable sort: within a tick, track order then file order, as players do.
-    return MidiFile(division, sorted(events, key=lambda e: e.tick), end_tick)
+    return MidiFile(division, sorted(events, key=lambda e: e.tick), end_tick, len(tracks))
 
 
 def read_midi(path: str | os.PathLike) -> MidiFile:
