@@ -501,6 +501,33 @@ def _add_resynth_parser(commands) -> None:
     resynth.set_defaults(run=_resynth)
 
 
+def _app(args: argparse.Namespace) -> None:
+    try:
+        from .app.server import serve
+    except ModuleNotFoundError as err:
+        missing = (err.name or "").split(".")[0]
+        if missing not in ("starlette", "uvicorn"):
+            raise
+        raise UserError(f"the app needs {missing}: pip install 'torchddsp[app]'") from None
+    serve(args.host, args.port, args.data)
+
+
+def _add_app_parser(commands) -> None:
+    app = commands.add_parser(
+        "app", help="a local web studio: transfer, play MIDI, train, convert voices"
+    )
+    app.add_argument("--port", type=int, default=8765, help="0: any free port (default 8765)")
+    app.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: this computer only)"
+    )
+    app.add_argument(
+        "--data",
+        default=str(Path.home() / ".torchddsp" / "app"),
+        help="folder for trainings (default ~/.torchddsp/app); models go to the user models folder",
+    )
+    app.set_defaults(run=_app)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, with a mistake on the command line told in one line (then exit status 2)."""
 
@@ -525,6 +552,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_play_parser(commands)
     _add_export_parser(commands)
     add_voice_parsers(commands)
+    _add_app_parser(commands)
     return parser
 
 

@@ -50,6 +50,8 @@ class ModelConfig:
     adversary_weight: float = 0.1  # voice: attribute loss through gradient reversal on z
     content_warp: float = 1.2  # voice: training scales the encoder input's frequencies by up to
     # this factor either way (vocal tract length perturbation); 1 = off
+    female_formant_ratio: float = 1.0  # voice: formants of gender 1 over gender 0 (1 = off)
+    child_formant_ratio: float = 1.0  # voice: formants of a child over an adult man (1 = off)
     reverb_length: int = 48000  # impulse response taps; 0 = no reverb
     mlp_units: int = 512
     mlp_layers: int = 3  # 0 = no fc stacks around the GRU (DDSP's tiny model)
@@ -274,7 +276,8 @@ def _check_consistency(config: ExperimentConfig, label: str) -> None:
         frame_hop_size(config.data.sample_rate, config.data.frame_rate)
     except ValueError as error:
         raise UserError(f"{label}: data.{error}") from error
-    if config.model.content_warp < 1:
-        raise UserError(f"{label}: model.content_warp must be at least 1 (1 = off)")
+    for name in ("content_warp", "female_formant_ratio", "child_formant_ratio"):
+        if getattr(config.model, name) < 1:
+            raise UserError(f"{label}: model.{name} must be at least 1 (1 = off)")
     if config.model.kind == "voice" and config.model.z_dims < 1:
         raise UserError(f"{label}: a voice model needs model.z_dims >= 1 (its content code)")

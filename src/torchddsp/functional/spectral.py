@@ -361,21 +361,28 @@ def power_mfcc(
     return power_to_db(power @ mel_basis, range_db=math.inf, amin=1e-10) @ dct_basis
 
 
-def warp_frequencies(power: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+def warp_frequencies(
+    power: torch.Tensor, factor: torch.Tensor, hold_edge: bool = False
+) -> torch.Tensor:
     """A spectrum with every frequency multiplied by ``factor`` (vocal tract length
     perturbation: a factor above 1 raises the formants, as a shorter vocal tract does).
-    Bin ``k`` takes the linear interpolation at bin ``k / factor``; beyond Nyquist, zero.
+    Bin ``k`` takes the linear interpolation at bin ``k / factor``; beyond Nyquist, zero,
+    or the last bin's value with ``hold_edge`` (for values that are not power: logits).
 
-    Shape: power [batch, n_frames, n_bins], factor [batch] -> [batch, n_frames, n_bins].
+    Shape: power [batch, n_frames, n_bins], factor [batch] (per example) or [batch,
+    n_frames] (per frame) -> [batch, n_frames, n_bins].
     """
     n_bins = power.shape[-1]
-    source = torch.arange(n_bins, device=power.device, dtype=power.dtype) / factor[:, None]
+    per_frame = factor[:, None] if factor.dim() == 1 else factor
+    bins = torch.arange(n_bins, device=power.device, dtype=power.dtype)
+    source = (bins / per_frame[..., None]).expand(power.shape)
     low = source.floor().clamp(max=n_bins - 1)
-    fraction = (source - low)[:, None]
-    index = low.long()[:, None].expand(-1, power.shape[1], -1)
+    index = low.long()
     above = (index + 1).clamp(max=n_bins - 1)
-    warped = torch.lerp(power.gather(-1, index), power.gather(-1, above), fraction)
-    return torch.where((source <= n_bins - 1)[:, None], warped, torch.zeros_like(warped))
+    warped = torch.lerp(power.gather(-1, index), power.gather(-1, above), source - low)
+    if hold_edge:
+        return warped
+    return torch.where(source <= n_bins - 1, warped, torch.zeros_like(warped))
 
 
 def frame_hop_size(sample_rate: float, frame_rate: float) -> int:

@@ -48,7 +48,8 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..data.dataset import UNKNOWN_LABEL
-from ..functional.spectral import frame_hop_size
+from ..functional.spectral import frame_hop_size, warp_frequencies
+from ..voice.commonvoice import AGE_VALUES
 from ..losses import MultiScaleSpectralLoss
 from ..processors import ProcessorGroup
 from .autoencoder import frame_feature, shipped_dag
@@ -57,6 +58,8 @@ from .encoder import MfccEncoder
 
 CONDITIONS = ("f0_confidence", "gender", "age")
 MFCC_FFT = 512  # the content code looks 16 ms ahead at 16 kHz, as the loudness does
+GROWN_TRACT_AGE = 0.20  # the child formant ratio fades out from the child age to this age
+SCALED_CONTROLS = ("tract_magnitudes", "noise_magnitudes")  # the filters of the vocal tract
 
 
 def voice_controls(config: ModelConfig) -> dict[str, int]:
@@ -124,6 +127,10 @@ class VoiceAutoencoder(nn.Module):
         self.frame_rate = frame_rate
         self.hop_size = frame_hop_size(sample_rate, frame_rate)
         self.n_frame_channels = 2 + len(CONDITIONS)  # f0, loudness and the conditions
+        self.female_log_ratio = math.log(config.female_formant_ratio)
+        self.child_log_ratio = math.log(config.child_formant_ratio)
+        self.child_ages = (AGE_VALUES["child"], GROWN_TRACT_AGE)
+        self.scaled_controls = list(SCALED_CONTROLS)
         self.encoder = MfccEncoder(
             sample_rate,
             frame_rate,
@@ -167,11 +174,11 @@ class VoiceAutoencoder(nn.Module):
         n_frames = f0_hz.shape[1]
         audio = features["audio"][:, : self.n_samples(n_frames)]
         z = self.encoder(audio, n_frames, self._training_warp(audio))
+        conditions = self.conditions(features, n_frames)
         raw, _ = self.decoder(
-            f0_hz,
-            frame_feature(features, "loudness_db"),
-            torch.cat([z, self.conditions(features, n_frames)], -1),
+            f0_hz, frame_feature(features, "loudness_db"), torch.cat([z, conditions], -1)
         )
+        raw = self.scale_tract(raw, conditions[..., 1], conditions[..., 2])
         dtype = self.decoder.dense_out.weight.dtype
         with torch.autocast(f0_hz.device.type, enabled=False):
             inputs = {name: value.to(dtype) for name, value in raw.items()}
@@ -240,12 +247,42 @@ class VoiceAutoencoder(nn.Module):
         raw, state["decoder"] = self.decoder.forward_stream(
             f0_hz, frames[..., 1:2], state["decoder"], torch.cat([z, frames[..., 2:]], -1)
         )
+        raw = self.scale_tract(raw, frames[..., 3], frames[..., 4])
         raw["f0_hz"] = f0_hz
         signals, new_state = self.synth.forward_stream(raw, state, final, gains)
         signals["audio"] = signals[self.synth.output]
         for name in ("decoder", "encoder", "queue"):
             new_state[name] = state[name]
         return signals, new_state
+
+    def tract_length_scale(self, gender: torch.Tensor, age: torch.Tensor) -> torch.Tensor:
+        """The formant scale of a vocal tract of this gender and age against an adult man's:
+        ``female_formant_ratio`` at gender 1 (log-linear between), ``child_formant_ratio``
+        for a child of either gender, fading out by age 0.20 as the tract grows.
+
+        Shape: gender, age [batch, n_frames] -> [batch, n_frames].
+        """
+        child_age, grown_age = self.child_ages
+        childness = ((grown_age - age) / (grown_age - child_age)).clamp(0.0, 1.0)
+        adult = gender * self.female_log_ratio
+        return torch.exp(torch.lerp(adult, torch.full_like(adult, self.child_log_ratio), childness))
+
+    def scale_tract(
+        self, raw: dict[str, torch.Tensor], gender: torch.Tensor, age: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The controller draws the vocal tract's filters for an adult man's tract; this
+        scales them in frequency to the tract of ``gender`` and ``age``
+        (:meth:`tract_length_scale`), so those controls move the formants.
+
+        Shape: raw {name: [batch, n_frames, n_bands]}, gender, age [batch, n_frames] -> raw.
+        """
+        if self.female_log_ratio == 0.0 and self.child_log_ratio == 0.0:
+            return raw
+        scale = self.tract_length_scale(gender, age)
+        scaled = dict(raw)
+        for name in self.scaled_controls:
+            scaled[name] = warp_frequencies(raw[name], scale.to(raw[name].dtype), hold_edge=True)
+        return scaled
 
     @property
     def stream_latency(self) -> int:
