@@ -356,3 +356,7 @@ def test_warp_frequencies_moves_a_peak_by_the_factor():
     unchanged = warp_frequencies(power, torch.tensor([1.0, 1.0]))
     torch.testing.assert_close(unchanged, power, rtol=0, atol=0)
     assert warp_frequencies(power, torch.tensor([0.5, 1.0]))[0, 0, 129:].abs().max() == 0
+    per_frame = warp_frequencies(power, torch.tensor([[1.25, 1.0, 0.8], [1.0, 1.0, 1.0]]))
+    assert per_frame[0].argmax(-1).tolist() == [50, 40, 32]
+    held = warp_frequencies(power + 2.0, torch.tensor([0.5, 1.0]), hold_edge=True)
+    assert torch.equal(held[0, 0, 129:], torch.full((128,), 2.0))

@@ -29,7 +29,8 @@ RATE, FRAME_RATE, HOP = 16000, 100, 160
 def _tiny_config(**changes) -> ModelConfig:
     sizes = dict(mlp_units=32, gru_units=32, encoder_gru_units=16, n_mfcc=13)
     bands = dict(n_noise_bands=9, n_tract_bands=17, reverb_length=400)
-    return ModelConfig(kind="voice", z_dims=4, **{**sizes, **bands, **changes})
+    tract = dict(female_formant_ratio=1.17, child_formant_ratio=1.35)
+    return ModelConfig(kind="voice", z_dims=4, **{**sizes, **bands, **tract, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +101,23 @@ def test_blocks_of_audio_and_frames_join_into_the_offline_output(model, single_t
     torch.testing.assert_close(streamed, offline, rtol=0, atol=1e-5)
     by_blocks = render_voice_in_blocks(model, audio, frames, block_frames=7)
     torch.testing.assert_close(by_blocks, offline, rtol=0, atol=1e-5)
+
+
+def test_gender_and_age_scale_the_vocal_tract_by_the_formant_ratios(model):
+    bands = torch.arange(33, dtype=torch.float64)
+    peak = torch.exp(-0.5 * (bands - 10.0) ** 2)  # a formant at band 10
+    raw = {"tract_magnitudes": peak.expand(1, 5, -1), "noise_magnitudes": peak.expand(1, 5, -1)}
+    gender = torch.tensor([[0.0, 1.0, 0.5, 0.0, 1.0]], dtype=torch.float64)
+    age = torch.tensor([[0.4, 0.4, 0.4, 0.08, 0.14]], dtype=torch.float64)
+    scaled = model.scale_tract(raw, gender, age)
+    expected = 10.0 * np.array([1.0, 1.17, 1.17**0.5, 1.35, 1.17**0.5 * 1.35**0.5])
+    for name in raw:  # band k takes the value at band k / scale: the formant moves to 10 x scale
+        oracle = [np.interp(bands / (scale / 10), bands, peak) for scale in expected]
+        np.testing.assert_allclose(scaled[name][0].numpy(), np.stack(oracle), atol=1e-9)
+        centroid = (scaled[name][0] * bands).sum(-1) / scaled[name][0].sum(-1)
+        np.testing.assert_allclose(centroid.numpy(), expected, atol=0.05)
+    edge = model.scale_tract({**raw, "tract_magnitudes": torch.ones(1, 5, 33)}, gender, age)
+    assert torch.equal(edge["tract_magnitudes"], torch.ones(1, 5, 33))  # no gap above the top
 
 
 def test_unlabelled_examples_add_no_attribute_loss(model):

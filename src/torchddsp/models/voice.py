@@ -49,9 +49,9 @@ from torch import nn
 from ..config import ModelConfig
 from ..data.dataset import UNKNOWN_LABEL
 from ..functional.spectral import frame_hop_size, warp_frequencies
-from ..voice.commonvoice import AGE_VALUES
 from ..losses import MultiScaleSpectralLoss
 from ..processors import ProcessorGroup
+from ..voice.commonvoice import AGE_VALUES
 from .autoencoder import frame_feature, shipped_dag
 from .decoder import RnnFcDecoder
 from .encoder import MfccEncoder
