@@ -99,11 +99,13 @@ age of speech, offline (`torchddsp convert`) and live (`torchddsp export voice
 
 ## Recipe
 
-`voice_fast`: a content code (30 MFCCs, GRU 128, 8 dims) with an attribute adversary
-(gradient reversal, weight 0.1); a controller (GRU 256, MLP 256 x 2) conditioned on
-voicing, gender and age; a Rosenberg glottal source through a 65-band vocal tract
-filter, 65-band noise, a 1600-tap reverb. Batch 8, Adam. {minutes:g} minutes on one core
-of a 2-core CPU ({steps} for the voice model and the baseline, trained side by side).
+`voice_fast`: a content code (30 MFCCs, GRU 128, 8 dims; its input frequency-warped
+by up to 20 % in training) with an attribute adversary (gradient reversal, weight 0.1);
+a controller (GRU 256, MLP 256 x 2) conditioned on voicing, gender and age; a Rosenberg
+glottal source through a 65-band vocal tract filter and 65-band noise, both scaled in
+frequency by the tract length of the gender and age (formants x 1.17 for gender 1,
+x 1.35 for a child), a 1600-tap reverb. Batch 8, Adam. {minutes:g} minutes on one core
+of a 2-core CPU each ({steps} for the voice model and the baseline).
 
 ## Resynthesis of the held-out speakers (`torchddsp eval`)
 

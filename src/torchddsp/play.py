@@ -125,16 +125,17 @@ class PlayResult:
 
 
 # ---- the notes of one part ------------------------------------------------------------------
-def read_tracks(path: str | os.PathLike) -> tuple[MidiFile, list[list[MidiEvent]]]:
-    """A MIDI file, merged (for its tempo map) and track by track.
-
-    Raises :class:`UserError` when the file is missing, empty or not a MIDI file.
-    """
+def read_play_midi(path: str | os.PathLike) -> MidiFile:
+    """A MIDI file to play. Raises :class:`UserError` when it is missing, empty or not MIDI."""
     path = Path(path)
     if path.is_file() and path.stat().st_size == 0:
         raise UserError(f"{path}: the file is empty, not a MIDI file")
-    midi = read_midi(path)
-    return midi, [[e for e in midi.events if e.track == k] for k in range(midi.n_tracks)]
+    return read_midi(path)
+
+
+def split_tracks(midi: MidiFile) -> list[list[MidiEvent]]:
+    """The events of each of the file's tracks, in time order."""
+    return [[event for event in midi.events if event.track == k] for k in range(midi.n_tracks)]
 
 
 class TickNote(NamedTuple):
@@ -458,7 +459,7 @@ def play_midi(
     channel: int | None = None,
 ) -> PlayResult:
     """Play a MIDI file's line (or one ``track`` and/or ``channel``, numbered from 1) with
-    ``loaded``'s instrument. A :class:`MidiFile` counts as one track.
+    ``loaded``'s instrument.
 
     Raises :class:`UserError` for a voice model, an unreadable file or a part without notes.
     Shape: -> result.audio [n_frames * hop], result.f0_hz, result.loudness_db [n_frames].
@@ -466,11 +467,10 @@ def play_midi(
     start = time.perf_counter()
     check_instrument(loaded)
     performance = performance or Performance()
-    if isinstance(midi, MidiFile):
-        name, tracks = "the MIDI file", [midi.events]
-    else:
-        name, (midi, tracks) = str(midi), read_tracks(midi)
-    notes = part_notes(midi, tracks, track, channel, name)
+    name = "the MIDI file" if isinstance(midi, MidiFile) else str(midi)
+    if not isinstance(midi, MidiFile):
+        midi = read_play_midi(midi)
+    notes = part_notes(midi, split_tracks(midi), track, channel, name)
     line = highest_line(notes)
     end_s = max(tick_seconds(midi, [last_tick(midi)])[0], line[-1].end_s + performance.release_s)
     times_s = np.arange(math.ceil(end_s * loaded.frame_rate)) / loaded.frame_rate
