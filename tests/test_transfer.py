@@ -167,6 +167,11 @@ def test_models_command_lists_bundled_and_user_models(model_path, monkeypatch, t
     listing = capsys.readouterr().out
     assert "mine" in listing and "user" in listing
     assert all(name in listing for name in BUNDLED)
+    rows = {line.split()[0]: line for line in listing.splitlines()}
+    assert "transfer, play" in rows["mine"] and "transfer, play" in rows["violin"]
+    (tmp_path / "broken.pt").write_bytes(b"not a model")
+    assert main(["models"]) == 0
+    assert "unreadable" in capsys.readouterr().out
     assert load_model("mine").name == "mine"
 
 

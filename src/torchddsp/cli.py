@@ -247,9 +247,15 @@ def _print_nn_latencies(path: Path) -> None:
 
 def _models(args: argparse.Namespace) -> None:
     from .models import available_models, user_models_dir
+    from .models.saved import read_checkpoint
 
-    for name, (kind, path) in sorted(available_models().items()):
-        print(f"{name:<12} {kind:<8} {path}")
+    for name, (source, path) in sorted(available_models().items()):
+        try:
+            kind = read_checkpoint(path)["config"]["model"].get("kind", "instrument")
+        except UserError as error:
+            kind = f"unreadable: {error}"
+        use = {"instrument": "transfer, play", "voice": "convert"}.get(kind, kind)
+        print(f"{name:<12} {source:<8} {use:<15} {path}")
     print(f"add your own: copy a trained checkpoint to {user_models_dir()}/NAME.pt")
 
 
