@@ -28,7 +28,7 @@ from pathlib import Path
 from torchddsp.evaluate import evaluate
 from torchddsp.models import export_model, load_model
 from torchddsp.models.trained import pretrained_dir
-from torchddsp.voice.assess import GENDER_PITCH_SHIFT, assess_conversion
+from torchddsp.voice.assess import assess_conversion
 
 ROOT = Path(__file__).resolve().parents[1]
 PREPARE = ["--frame-rate", "100", "--example-seconds", "1", "--hop-seconds", "0.25"]
@@ -121,8 +121,11 @@ same time on the other core.
 Measured as `torchddsp.voice.assess` describes: pitch by re-tracked median f0;
 gender and age by a classifier and a regressor fitted on the training speakers'
 real recordings (mel-cepstrum statistics over voiced frames); content by
-mel-cepstral distortion after cepstral mean normalisation. "gender and pitch" adds
-{GENDER_PITCH_SHIFT:g} semitones toward the target group.
+mel-cepstral distortion after cepstral mean normalisation. "gender converted": the
+gender control set to the other gender, the pitch following it (`convert`'s default:
+the typical speaking pitch of men and women, 120 and 210 Hz, 9.7 semitones apart, times
+the change of gender from the model's estimate of the input's); the references keep the
+pitch (`--pitch-shift 0`) or apply the same pitch shift alone.
 
 | measure | value |
 |---|---|

@@ -21,7 +21,12 @@ from torchddsp.models.encoder import MfccEncoder
 from torchddsp.models.trained import TrainedModel
 from torchddsp.models.voice import VoiceAutoencoder
 from torchddsp.voice.commonvoice import voice_labels
-from torchddsp.voice.convert import control_value, render_voice_in_blocks, shifted_f0
+from torchddsp.voice.convert import (
+    control_value,
+    render_voice_in_blocks,
+    shifted_f0,
+    speaking_pitch,
+)
 
 RATE, FRAME_RATE, HOP = 16000, 100, 160
 
@@ -193,8 +198,19 @@ def test_controls_take_numbers_and_words_and_refuse_the_rest():
     assert control_value("gender", "female") == 1.0 and control_value("gender", "male") == 0.0
     assert control_value("gender", "male_masculine") == 0.0
     assert control_value("age", "fourties") == 0.45 and control_value("age", "0.3") == 0.3
-    assert control_value("pitch_shift", "-3.5") == -3.5 and control_value("pitch_shift", None) == 0
-    assert control_value("gender", None) == 0.5
+    assert control_value("pitch_shift", "-3.5") == -3.5
+    assert control_value("pitch_shift", None) is None and control_value("gender", None) is None
+
+
+def test_an_unset_pitch_shift_follows_the_typical_speaking_pitch():
+    assert speaking_pitch(1.0, 0.4) - speaking_pitch(0.0, 0.4) == pytest.approx(
+        12 * np.log2(210 / 120), abs=1e-4
+    )
+    child = 12 * np.log2(260 / 120)
+    assert speaking_pitch(0.0, 0.08) - speaking_pitch(0.0, 0.4) == pytest.approx(child, abs=1e-4)
+    assert speaking_pitch(1.0, 0.0) == pytest.approx(speaking_pitch(0.0, 0.05), abs=1e-4)
+    halfway = speaking_pitch(0.0, 0.14) - speaking_pitch(0.0, 0.4)  # childness 0.5 at 0.14
+    assert halfway == pytest.approx(child / 2, abs=1e-4)
     for name, value, words in [
         ("gender", "elf", ("unknown gender 'elf'", "female")),
         ("gender", "other", ("no gender value",)),

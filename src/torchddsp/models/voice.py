@@ -91,6 +91,15 @@ def voice_synthesis_config(config: ModelConfig, sample_rate: int, frame_rate: in
     return dag
 
 
+def childness(age: torch.Tensor, child_age: float, grown_age: float) -> torch.Tensor:
+    """How much of a child's vocal tract (and voice) an age means: 1 up to ``child_age``,
+    0 from ``grown_age`` on, linear between. TorchScript-compatible.
+
+    Shape: any -> same.
+    """
+    return ((grown_age - age) / (grown_age - child_age)).clamp(0.0, 1.0)
+
+
 def attribute_head(in_features: int) -> nn.Sequential:
     """A small MLP predicting (gender logit, age logit)."""
     return nn.Sequential(nn.Linear(in_features, 64), nn.LeakyReLU(0.2), nn.Linear(64, 2))
@@ -263,9 +272,9 @@ class VoiceAutoencoder(nn.Module):
         Shape: gender, age [batch, n_frames] -> [batch, n_frames].
         """
         child_age, grown_age = self.child_ages
-        childness = ((grown_age - age) / (grown_age - child_age)).clamp(0.0, 1.0)
         adult = gender * self.female_log_ratio
-        return torch.exp(torch.lerp(adult, torch.full_like(adult, self.child_log_ratio), childness))
+        child = torch.full_like(adult, self.child_log_ratio)
+        return torch.exp(torch.lerp(adult, child, childness(age, child_age, grown_age)))
 
     def scale_tract(
         self, raw: dict[str, torch.Tensor], gender: torch.Tensor, age: torch.Tensor

@@ -8,13 +8,15 @@ validation split of a prepared voice dataset (its speakers are not in training):
   input's own median.
 - **gender**: a logistic classifier (:class:`GenderClassifier`) fitted on the
   train split's real utterances (mean and spread of the mel cepstrum over voiced
-  frames, :class:`UtteranceFeatures`) labels each converted held-out utterance;
-  reported as the share labelled as the target, beside the classifier's
-  accuracy on the real held-out utterances and on their resyntheses; with
-  the gender control alone, with it and a pitch shift toward the target
-  group, and (a reference: how much the pitch alone does) the shift alone.
+  frames, :class:`UtteranceFeatures`) labels each held-out utterance converted
+  to the other gender (``gender`` set, the pitch following it as ``convert``
+  does by default); reported as the share labelled as the target, beside the
+  classifier's accuracy on the real held-out utterances and on their
+  resyntheses. Two references show what each part does: the gender control
+  with the pitch kept (``pitch_shift=0``), and the same pitch shift alone.
 - **age**: a ridge regressor (:class:`AgeRegressor`) fitted the same way reads
-  the age of the output at each age control; the mean must rise with it.
+  the age of the output at each age control from a child's (0.08) to an
+  adult's (0.40), the ages the data documents; the mean must rise with it.
 - **content**: mel-cepstral distortion of the output against the input after
   cepstral mean normalisation (each utterance's mean cepstrum removed: the
   static envelope, i.e. who speaks, goes; what changes from frame to frame,
@@ -48,8 +50,7 @@ from .metrics import (
 )
 
 PITCH_SHIFTS = (-4.0, 4.0)
-AGES = (0.1, 0.25, 0.4, 0.6, 0.8)
-GENDER_PITCH_SHIFT = 5.0  # semitones toward the target group, for "gender + pitch"
+AGES = (0.08, 0.14, 0.2, 0.3, 0.4)
 
 
 @dataclass
@@ -137,7 +138,7 @@ def assess_conversion(loaded, data_path: str | Path, per_speaker: int = 10) -> d
         raise UserError(f"{data_path} has no labelled validation speakers to convert")
 
     def convert(utterance: Utterance, **controls) -> np.ndarray:
-        return convert_voice(utterance.audio, loaded, **controls).audio
+        return convert_voice(utterance.audio, loaded, **controls)
 
     report = {"utterances": len(held_out), "speakers": len({u.speaker for u in held_out})}
     report.update(_pitch(held_out, convert, rate))
@@ -150,7 +151,9 @@ def _pitch(held_out, convert, rate) -> dict:
     report = {}
     for shift in PITCH_SHIFTS:
         errors = [
-            median_midi(convert(u, pitch_shift=shift), rate) - median_midi(u.audio, rate) - shift
+            median_midi(convert(u, pitch_shift=shift).audio, rate)
+            - median_midi(u.audio, rate)
+            - shift
             for u in held_out
         ]
         report.update(_spread(f"pitch_{shift:+g}_error_semitones", np.abs(errors)))
@@ -159,24 +162,25 @@ def _pitch(held_out, convert, rate) -> dict:
 
 def _gender(held_out, convert, reader, rate) -> dict:
     real = np.array([u.gender for u in held_out]) >= 0.5
-    resynth = [convert(u) for u in held_out]
-    targets = [1.0 - round(u.gender) for u in held_out]
-    swapped = [convert(u, gender=g) for u, g in zip(held_out, targets, strict=True)]
-    toward = [GENDER_PITCH_SHIFT * (2 * g - 1) for g in targets]
-    with_pitch = [
-        convert(u, gender=g, pitch_shift=shift)
-        for u, g, shift in zip(held_out, targets, toward, strict=True)
-    ]
-    pitch_only = [convert(u, pitch_shift=shift) for u, shift in zip(held_out, toward, strict=True)]
+    resynth = [convert(u).audio for u in held_out]
+    swapped = [convert(u, gender=1.0 - round(u.gender)) for u in held_out]
+    kept_pitch = [convert(u, gender=1.0 - round(u.gender), pitch_shift=0.0) for u in held_out]
+    shifts = [result.pitch_shift for result in swapped]
+    pitch_only = [convert(u, pitch_shift=shift) for u, shift in zip(held_out, shifts, strict=True)]
     others = [_another_sentence(u, held_out) for u in held_out]
+
+    def to_target(results) -> float:
+        return float((reader.female(r.audio for r in results) != real).mean())
+
     return {
         "gender_accuracy_real": float((reader.female(u.audio for u in held_out) == real).mean()),
         "gender_accuracy_resynthesis": float((reader.female(resynth) == real).mean()),
-        "gender_converted_to_target": float((reader.female(swapped) != real).mean()),
-        "gender_and_pitch_converted_to_target": float((reader.female(with_pitch) != real).mean()),
-        "pitch_alone_converted_to_target": float((reader.female(pitch_only) != real).mean()),
+        "gender_converted_to_target": to_target(swapped),
+        "gender_pitch_shift_semitones_mean": float(np.mean(np.abs(shifts))),
+        "gender_with_pitch_kept_converted_to_target": to_target(kept_pitch),
+        "pitch_alone_converted_to_target": to_target(pitch_only),
         **_content("resynthesis", held_out, resynth, rate),
-        **_content("gender_converted", held_out, with_pitch, rate),
+        **_content("gender_converted", held_out, [s.audio for s in swapped], rate),
         **_content("other_sentence", held_out, [o.audio for o in others], rate),
     }
 
@@ -195,7 +199,7 @@ def _another_sentence(utterance: Utterance, utterances: list[Utterance]) -> Utte
 
 
 def _age(held_out, convert, reader) -> dict:
-    means = [float(reader.ages(convert(u, age=age) for u in held_out).mean()) for age in AGES]
+    means = [float(reader.ages(convert(u, age=a).audio for u in held_out).mean()) for a in AGES]
     report = {f"age_read_at_{age:g}": mean for age, mean in zip(AGES, means, strict=True)}
     return {**report, "age_monotonic": bool(np.all(np.diff(means) > 0))}
 

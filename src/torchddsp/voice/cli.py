@@ -36,7 +36,10 @@ def add_voice_parsers(commands) -> None:
     convert.add_argument(
         "--age", help="years / 100, or a word: teens .. nineties, child (default: the input's)"
     )
-    convert.add_argument("--pitch-shift", default="0", help="semitones (-24 .. 24)")
+    convert.add_argument(
+        "--pitch-shift",
+        help="semitones (-24 .. 24; default: the pitch follows the gender and age change)",
+    )
     convert.set_defaults(run=_convert)
 
 

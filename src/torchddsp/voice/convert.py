@@ -6,6 +6,13 @@ model with the asked gender and age, streamed block by block (bounded memory,
 no seams) -> audio at the model's rate. A control not given keeps the input's
 own: gender and age as the model's attribute estimator hears them, so without
 changes the output is a resynthesis of the input.
+
+The gender and age controls move the vocal tract; the pitch is the glottis's.
+Without ``pitch_shift`` the pitch follows the voice: it moves by the difference
+between the typical speaking pitch of the asked gender and age and that of
+the input's (:func:`speaking_pitch`), so ``gender=1`` alone turns a man's voice
+into a woman's, pitch included. An explicit ``pitch_shift`` (0 too) is used as
+it is.
 """
 
 from __future__ import annotations
@@ -17,10 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..data.dataset import UNKNOWN_LABEL
 from ..errors import UserError
-from .commonvoice import parse_age, parse_gender
+from ..functional.core import hz_to_midi
+from .commonvoice import AGE_VALUES, parse_age, parse_gender
 
+# Typical speaking f0 (Hz) of adult men, adult women and children (Titze, Principles of Voice
+# Production, 1994: about 120, 210 and 260-300 Hz)
+SPEAKING_PITCH_HZ = {"man": 120.0, "woman": 210.0, "child": 260.0}
 BLOCK_SECONDS = 10.0  # audio the model converts per block
 MIN_SECONDS = 0.1  # shorter inputs hold too few frames for a pitch track
 CONTROL_RANGES = {"pitch_shift": (-24.0, 24.0), "gender": (0.0, 1.0), "age": (0.0, 1.0)}
@@ -48,14 +58,15 @@ class ConversionResult:
     seconds: float
 
 
-def control_value(name: str, value: float | str | None) -> float:
+def control_value(name: str, value: float | str | None) -> float | None:
     """``pitch_shift`` (semitones), ``gender`` or ``age`` from a number or, for gender and
-    age, a dataset word (:func:`parse_gender`, :func:`parse_age`); ``None``: no change.
+    age, a dataset word (:func:`parse_gender`, :func:`parse_age`); ``None`` stays ``None``
+    (unset: the input's own, see the module notes).
 
     Raises :class:`UserError` naming the accepted range or words.
     """
     if value is None:
-        return 0.0 if name == "pitch_shift" else UNKNOWN_LABEL
+        return None
     if isinstance(value, str):
         value = _parse(name, value)
     low, high = CONTROL_RANGES[name]
@@ -103,11 +114,14 @@ def convert_voice(
             f"({seconds:.4f} s)"
         )
     shift = control_value("pitch_shift", pitch_shift)
+    gender, age = control_value("gender", gender), control_value("age", age)
     features = input_features(audio, loaded)
     waveform = _padded(audio, len(features["f0_hz"]) * loaded.hop_size)
-    own = _own_attributes(loaded.model, waveform, features["f0_confidence"])
-    gender = own[0] if gender is None else control_value("gender", gender)
-    age = own[1] if age is None else control_value("age", age)
+    own_gender, own_age = _own_attributes(loaded.model, waveform, features["f0_confidence"])
+    gender = own_gender if gender is None else gender
+    age = own_age if age is None else age
+    if shift is None:
+        shift = speaking_pitch(gender, age) - speaking_pitch(own_gender, own_age)
     frames = voice_frames(features, shift, gender, age)
     block_frames = max(1, round(block_seconds * loaded.frame_rate))
     output = render_voice_in_blocks(loaded.model, waveform, frames, block_frames)
@@ -120,6 +134,17 @@ def convert_voice(
         pitch_shift=shift,
         seconds=time.perf_counter() - start,
     )
+
+
+def speaking_pitch(gender: float, age: float) -> float:
+    """The typical speaking pitch (MIDI) of a voice of this gender and age: between a
+    man's and a woman's (``SPEAKING_PITCH_HZ``, log-linear in gender), moving to a
+    child's as the vocal tract does (:func:`~torchddsp.models.voice.childness`)."""
+    from ..models.voice import GROWN_TRACT_AGE, childness
+
+    man, woman, child = (hz_to_midi(SPEAKING_PITCH_HZ[who]) for who in ("man", "woman", "child"))
+    weight = float(childness(torch.tensor(age), AGE_VALUES["child"], GROWN_TRACT_AGE))
+    return float(torch.lerp(man + gender * (woman - man), child, weight))
 
 
 def voice_frames(
