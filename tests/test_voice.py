@@ -280,11 +280,15 @@ def test_a_voice_model_is_refused_where_an_instrument_plays(trained):
 
 
 def test_conversion_measures_against_oracles():
-    from torchddsp.voice.assess import content_distortion, median_midi
+    from torchddsp.voice.assess import content_distortion, pitch_change, voiced_pitch
 
     t = np.arange(RATE) / RATE
     tone = (0.3 * np.sin(2 * np.pi * 220.0 * t)).astype(np.float32)
-    assert median_midi(tone, RATE) == pytest.approx(57.0, abs=0.05)  # A3
+    midi, voiced = voiced_pitch(tone, RATE)
+    assert np.median(midi[voiced]) == pytest.approx(57.0, abs=0.05)  # A3
+    higher = (0.3 * np.sin(2 * np.pi * 220.0 * 2 ** (3 / 12) * t)).astype(np.float32)
+    half_silent = np.where(t < 0.5, higher, 0.0).astype(np.float32)  # voiced in half the frames
+    assert pitch_change(tone, half_silent, RATE) == pytest.approx(3.0, abs=0.05)
     speech = _speech_like(100, batch=1)["audio"][0].numpy()
     assert content_distortion(speech, speech, RATE) == pytest.approx(0.0, abs=1e-6)
     louder = content_distortion(speech, 3.0 * speech, RATE)  # the mean removes a gain

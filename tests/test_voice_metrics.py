@@ -215,3 +215,23 @@ def test_utterance_features_default_voicing_ignores_silence_and_errors_name_the_
         metrics.GenderClassifier().predict_proba(features(audio[None]))
     with pytest.raises(ValueError, match="voiced_mask must be a bool"):
         metrics.f0_rmse_cents(torch.ones(1, 3), torch.ones(1, 3), torch.ones(1, 3))
+
+
+def test_envelope_scale_finds_the_factor_between_two_formant_patterns():
+    rate, t = 16000, np.arange(32000) / 16000
+
+    def vowel(formants_hz, f0_hz):  # a pulse train through three resonances
+        source = scipy.signal.sawtooth(2 * np.pi * f0_hz * t)
+        out = np.zeros_like(source)
+        for hz in formants_hz:
+            b, a = scipy.signal.iirpeak(hz, 8.0, fs=rate)
+            out += scipy.signal.lfilter(b, a, source)
+        return out.astype(np.float32)
+
+    man = vowel([500, 1500, 2500], 110.0)
+    envelope_scale = metrics.envelope_scale
+    assert envelope_scale(man, man, rate) == 1.0
+    woman = vowel([600, 1800, 3000], 110.0)
+    assert envelope_scale(man, woman, rate) == pytest.approx(1.2, abs=0.03)
+    higher = vowel([500, 1500, 2500], 190.0)  # the pitch alone does not move the envelope
+    assert envelope_scale(man, higher, rate) == pytest.approx(1.0, abs=0.03)

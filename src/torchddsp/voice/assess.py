@@ -3,9 +3,9 @@
 ``torchddsp eval MODEL --conversion`` runs :func:`assess_conversion` on the
 validation split of a prepared voice dataset (its speakers are not in training):
 
-- **pitch**: ``pitch_shift n`` must move the median f0 of the voiced frames
-  (YIN, re-tracked on the output) by n semitones; the error is against the
-  input's own median.
+- **pitch**: ``pitch_shift n`` must move the median f0 (YIN, re-tracked on the
+  output) by n semitones, both medians over the frames voiced in the input and
+  the output (:func:`pitch_change`).
 - **gender**: a logistic classifier (:class:`GenderClassifier`) fitted on the
   train split's real utterances (mean and spread of the mel cepstrum over voiced
   frames, :class:`UtteranceFeatures`) labels each held-out utterance converted
@@ -13,7 +13,11 @@ validation split of a prepared voice dataset (its speakers are not in training):
   does by default); reported as the share labelled as the target, beside the
   classifier's accuracy on the real held-out utterances and on their
   resyntheses. Two references show what each part does: the gender control
-  with the pitch kept (``pitch_shift=0``), and the same pitch shift alone.
+  with the pitch kept (``pitch_shift=0``), and the same pitch shift alone. How
+  far the gender control alone moves the spectral envelope: the frequency
+  scale that best maps the resynthesis's long-term envelope onto the
+  converted one's (:func:`~torchddsp.voice.metrics.envelope_scale`; above 1:
+  higher formants, toward a woman's).
 - **age**: a ridge regressor (:class:`AgeRegressor`) fitted the same way reads
   the age of the output at each age control from a child's (0.08) to an
   adult's (0.40), the ages the data documents; the mean must never fall (by
@@ -45,6 +49,7 @@ from .metrics import (
     GenderClassifier,
     UtteranceFeatures,
     cepstral_distortion,
+    envelope_scale,
     loud_frames,
     mel_cepstrum,
     voiced_frames,
@@ -110,12 +115,27 @@ class AttributeReader:
         return self.age.predict(self.of(audios)).numpy()
 
 
-def median_midi(audio: np.ndarray, sample_rate: int) -> float:
-    """Median pitch (MIDI) of the voiced frames (YIN)."""
+def voiced_pitch(audio: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pitch (MIDI) and voicing of each 10 ms frame (YIN).
+
+    Shape: audio [n_samples] -> (midi [n_frames], voiced [n_frames] bool).
+    """
     waveform = pad_to_hop(torch.from_numpy(audio).float()[None], sample_rate // 100)
     features = compute_features(waveform, sample_rate, 100)
-    voiced = voiced_frames(features["f0_confidence"])
-    return float(hz_to_midi(features["f0_hz"][voiced].double()).median())
+    midi = hz_to_midi(features["f0_hz"][0].double().clamp_min(1.0))
+    return midi.numpy(), voiced_frames(features["f0_confidence"])[0].numpy()
+
+
+def pitch_change(reference: np.ndarray, output: np.ndarray, sample_rate: int) -> float:
+    """How far (semitones) ``output``'s median pitch lies from ``reference``'s, both taken on
+    the frames voiced in both: a frame the output voices where the input's pitch was unsure
+    (creak, breath) has no input pitch to be shifted from."""
+    n = min(len(reference), len(output))
+    (before, voiced_before), (after, voiced_after) = (
+        voiced_pitch(audio[:n], sample_rate) for audio in (reference, output)
+    )
+    both = voiced_before & voiced_after
+    return float(np.median(after[both]) - np.median(before[both]))
 
 
 def content_distortion(reference: np.ndarray, estimate: np.ndarray, sample_rate: int) -> float:
@@ -153,9 +173,7 @@ def _pitch(held_out, convert, rate) -> dict:
     report = {}
     for shift in PITCH_SHIFTS:
         errors = [
-            median_midi(convert(u, pitch_shift=shift).audio, rate)
-            - median_midi(u.audio, rate)
-            - shift
+            pitch_change(u.audio, convert(u, pitch_shift=shift).audio, rate) - shift
             for u in held_out
         ]
         report.update(_spread(f"pitch_{shift:+g}_error_semitones", np.abs(errors)))
@@ -174,6 +192,10 @@ def _gender(held_out, convert, reader, rate) -> dict:
     def to_target(results) -> float:
         return float((reader.female(r.audio for r in results) != real).mean())
 
+    scales = np.array(
+        [envelope_scale(r, k.audio, rate) for r, k in zip(resynth, kept_pitch, strict=True)]
+    )
+
     return {
         "gender_accuracy_real": float((reader.female(u.audio for u in held_out) == real).mean()),
         "gender_accuracy_resynthesis": float((reader.female(resynth) == real).mean()),
@@ -181,6 +203,8 @@ def _gender(held_out, convert, reader, rate) -> dict:
         "gender_pitch_shift_semitones_mean": float(np.mean(np.abs(shifts))),
         "gender_with_pitch_kept_converted_to_target": to_target(kept_pitch),
         "pitch_alone_converted_to_target": to_target(pitch_only),
+        **_mean("envelope_scale_male_to_female", scales[~real]),
+        **_mean("envelope_scale_female_to_male", scales[real]),
         **_content("resynthesis", held_out, resynth, rate),
         **_content("gender_converted", held_out, [s.audio for s in swapped], rate),
         **_content("other_sentence", held_out, [o.audio for o in others], rate),
@@ -205,6 +229,11 @@ def _age(held_out, convert, reader) -> dict:
     report = {f"age_read_at_{age:g}": mean for age, mean in zip(AGES, means, strict=True)}
     report["age_rise"] = means[-1] - means[0]
     return {**report, "age_monotonic": bool(np.all(np.diff(means) > -AGE_NOISE))}
+
+
+def _mean(name: str, values: np.ndarray) -> dict:
+    """``{name_mean: ...}``, or nothing when no utterance had it."""
+    return {f"{name}_mean": float(values.mean())} if len(values) else {}
 
 
 def _spread(name: str, values) -> dict:

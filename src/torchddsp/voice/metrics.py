@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import scipy.signal
 import torch
 
 from ..features import CONFIDENT, compute_features, pad_to_hop
@@ -200,6 +201,46 @@ def voicing_error_rate(
     """
     _check_mask(reference_voiced, "reference_voiced", estimate_voiced.shape)
     return (reference_voiced != estimate_voiced).double().mean(dim=1)
+
+
+def long_term_envelope(
+    audio: np.ndarray, sample_rate: int, n_fft: int = 512, smoothing_hz: float = 120.0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The log spectral envelope of an utterance: the power spectrum averaged over its louder
+    half of frames, smoothed across frequency (Gaussian, ``smoothing_hz``) so that no single
+    harmonic of the pitch remains.
+
+    Shape: audio [n_samples] -> (frequencies_hz [n_bins], log power [n_bins]).
+    """
+    hz, _, power = scipy.signal.spectrogram(
+        audio, sample_rate, nperseg=n_fft, noverlap=3 * n_fft // 4
+    )
+    loud = power.sum(0) >= np.median(power.sum(0))
+    reach = math.ceil(3 * smoothing_hz / hz[1])  # three deviations each side
+    offsets = np.arange(-reach, reach + 1) * hz[1]
+    kernel = np.exp(-0.5 * (offsets / smoothing_hz) ** 2)
+    smooth = np.convolve(power[:, loud].mean(1), kernel / kernel.sum(), mode="same")
+    return hz, np.log(smooth + 1e-12)
+
+
+def envelope_scale(
+    reference: np.ndarray,
+    output: np.ndarray,
+    sample_rate: int,
+    band_hz: tuple[float, float] = (300.0, 3500.0),
+) -> float:
+    """The frequency scale that best maps ``reference``'s envelope onto ``output``'s (within
+    ``band_hz``, the formant region; scales 0.7 .. 1.5 by 0.01, best correlation): above 1,
+    the output's formants lie higher, as a shorter vocal tract's do.
+
+    Shape: reference, output [n_samples] -> float.
+    """
+    hz, before = long_term_envelope(reference, sample_rate)
+    _, after = long_term_envelope(output, sample_rate)
+    band = (hz >= band_hz[0]) & (hz <= band_hz[1])
+    scales = np.round(np.arange(0.7, 1.505, 0.01), 2)
+    scores = [np.corrcoef(np.interp(hz / k, hz, before)[band], after[band])[0, 1] for k in scales]
+    return float(scales[int(np.argmax(scores))])
 
 
 class UtteranceFeatures:
