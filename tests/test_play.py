@@ -11,13 +11,14 @@ import torch
 from torchddsp.cli import main
 from torchddsp.config import config_to_dict, load_config
 from torchddsp.data.midi import NOTE_OFF, NOTE_ON, TEMPO, MidiEvent, MidiFile, midi_bytes
+from torchddsp.data.midi_line import TickNote, track_notes
 from torchddsp.errors import UserError
 from torchddsp.features import CONFIDENT, compute_features
 from torchddsp.models import load_model
 from torchddsp.models.autoencoder import render_in_blocks
 from torchddsp.models.saved import FORMAT, VERSION
 from torchddsp.models.voice import VoiceAutoencoder
-from torchddsp.play import Performance, TickNote, play_midi, track_notes
+from torchddsp.play import Performance, play_midi
 
 TPQ = 480
 # (tick, microseconds per quarter): 120 bpm, then 75 bpm from tick 1920, 150 bpm from 3840.
