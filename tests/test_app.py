@@ -34,6 +34,7 @@ from torchddsp.errors import UserError
 from torchddsp.features import CONFIDENT, compute_features
 from torchddsp.models import example_input
 from torchddsp.models.saved import FORMAT, VERSION, list_checkpoints
+from torchddsp.models.trained import pretrained_dir
 from torchddsp.models.voice import VoiceAutoencoder
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -230,8 +231,21 @@ def _save_voice_model(path):
     torch.save(contents, path)
 
 
-def test_voice_says_none_is_installed_then_converts_with_one(client, folders, clip):
-    payload = {"input": "example_speech", "model": "voice", "pitch_shift": 3}
+@pytest.fixture
+def without_bundled_voice(monkeypatch, tmp_path):
+    """The bundled files less a bundled voice model, where one ships."""
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    for path in pretrained_dir().iterdir():
+        if path.stem != "voice":
+            (folder / path.name).symlink_to(path)
+    monkeypatch.setattr("torchddsp.models.trained.pretrained_dir", lambda: folder)
+
+
+def test_voice_says_none_is_installed_then_converts_with_one(
+    client, folders, without_bundled_voice
+):
+    payload = {"input": "example_speech", "model": "voice", "gender": 1.0}
     refused = client.post("/api/convert", json=payload, headers=PAGE)
     assert refused.status_code == 400 and refused.json()["error"] == "no voice model is installed"
     voice = folders / "models" / "voice.pt"
@@ -239,9 +253,11 @@ def test_voice_says_none_is_installed_then_converts_with_one(client, folders, cl
     try:
         kinds = {m["name"]: m["kind"] for m in client.get("/api/models").json()["models"]}
         assert kinds["voice"] == "voice"
-        job = client.post("/api/convert", json={**payload, "gender": 1.0}, headers=PAGE).json()
-        job = _finish(client, job)
-        assert job["status"] == "done" and "gender 1.00" in job["summary"]
+        for shift, said in ((None, "pitch shift +"), (-2.5, "pitch shift -2.5 semitones")):
+            job = _post(client, "/api/convert", {**payload, "pitch_shift": shift}).json()
+            job = _finish(client, job)
+            assert job["status"] == "done" and "gender 1.00" in job["summary"]
+            assert said in job["summary"]  # unset: the pitch follows the voice, up for a woman's
         audio, rate = _wav(client, job["files"]["output.wav"])
         assert len(audio) == 4 * rate
         bad = client.post("/api/convert", json={**payload, "age": 7}, headers=PAGE).json()

@@ -172,8 +172,7 @@ async def convert(request: Request) -> JSONResponse:
     source, name = _input(_session(request), body.get("input"))
     model = await run_in_threadpool(checked_model_name, body.get("model"), VOICE)
     controls = {key: optional_number(body, key, *CONTROL_RANGES[key]) for key in CONTROL_RANGES}
-    shift = controls["pitch_shift"] or 0.0
-    work = convert_work(model, source, name, shift, controls["gender"], controls["age"])
+    work = convert_work(model, source, name, controls)
     return await _submit(request, "conversion", work)
 
 

@@ -83,9 +83,10 @@ def play_work(
     return work
 
 
-def convert_work(
-    model: str, source: Path, name: str, pitch_shift: float, gender: float | None, age: float | None
-) -> Work:
+def convert_work(model: str, source: Path, name: str, controls: dict[str, float | None]) -> Work:
+    """``controls``: ``pitch_shift``, ``gender``, ``age``; None keeps the input's gender or age,
+    and lets the pitch follow the voice (see :mod:`torchddsp.voice.convert`)."""
+
     def work(folder: Path) -> JobOutput:
         from ..data.audio import load_audio, write_audio
         from ..voice.convert import convert_voice
@@ -93,11 +94,11 @@ def convert_work(
         loaded = load_listed(model, VOICE)
         with _shown_as(source, name):
             audio, _ = load_audio(source, sample_rate=loaded.sample_rate)
-        result = convert_voice(audio, loaded, gender, age, pitch_shift)
+        result = convert_voice(audio, loaded, **controls)
         write_audio(folder / OUTPUT, result.audio, result.sample_rate)
         summary = (
             f"{name} -> {model}: gender {result.gender:.2f}, age {result.age:.2f}, "
-            f"pitch shift {result.pitch_shift:+g} semitones"
+            f"pitch shift {result.pitch_shift:+.1f} semitones"
         )
         return JobOutput([OUTPUT], summary, _output_name(name, model))
 

@@ -28,7 +28,7 @@ const CONTROLS = {
     { key: "vibrato_delay_s", label: "Vibrato delay", step: 0.05, unit: "s" },
   ],
   voice: [
-    { key: "pitch_shift", label: "Pitch shift", step: 0.5, unit: "st", value: 0 },
+    { key: "pitch_shift", label: "Pitch shift", step: 0.5, unit: "st", value: 0, optional: true },
     { key: "gender", label: "Gender (0 male, 1 female)", step: 0.05, value: 0.5, optional: true },
     { key: "age", label: "Age (years / 100)", step: 0.01, value: 0.3, optional: true },
   ],
@@ -129,7 +129,7 @@ function buildControls(page, defaults, limits, extra = {}) {
     } else {
       const [low, high] = limits[spec.key];
       const toggle = spec.optional
-        ? `<input type="checkbox" id="${id}-on" title="change it; unticked: keep the input's">`
+        ? `<input type="checkbox" id="${id}-on" title="tick to set it">`
         : "";
       row.innerHTML =
         `<label for="${id}">${toggle}${spec.label}</label>` +
@@ -193,6 +193,7 @@ function fillModels(id, kind, preferred) {
     select.add(new Option(`${model.name} (${model.origin})`, model.name));
   }
   const names = [...select.options].map((o) => o.value);
+  if (!names.length) select.add(new Option(`no ${kind} model installed`, ""));
   select.value = names.includes(previous) ? previous : names.includes(preferred) ? preferred : names[0] ?? "";
 }
 
@@ -252,7 +253,7 @@ function setupPicker(page) {
   picker.querySelector(".example").addEventListener("click", () => {
     const example = picker.dataset.example;
     showError(page, null);
-    choose(example, `The bundled ${example.replace("_", " ")}.`, `/api/examples/${example}`);
+    choose(example, picker.dataset.label, `/api/examples/${example}`);
   });
   const record = picker.querySelector(".record");
   record.addEventListener("click", () => toggleRecording(page, record, choose, chosen));
@@ -453,6 +454,7 @@ function setupTraining() {
       await api("/api/trainings", { method: "POST", json: payload });
       state.recordings = [];
       $("train-chosen").textContent = "No recordings yet.";
+      $("train-name").value = $("train-folder").value = "";
       await refreshTrainings();
     }),
   );
@@ -568,6 +570,7 @@ function drawLosses(canvas, losses) {
   g.strokeRect(pad.left, pad.top, width - pad.left - pad.right, height - pad.top - pad.bottom);
   g.fillText(`${10 ** y1 < 10 ? (10 ** y1).toFixed(2) : (10 ** y1).toFixed(0)}`, 4, pad.top + 8);
   g.fillText(`${(10 ** y0).toFixed(2)}`, 4, height - pad.bottom);
+  g.fillText("loss, log scale", (width - 70) / 2, height - 6);
   g.fillText(`step ${x0}`, pad.left, height - 6);
   g.fillText(`step ${x1}`, width - pad.right - 60, height - 6);
   g.strokeStyle = "#0e7c86";
