@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from torchddsp.cli import main
+from torchddsp.cli import main, parse_command_line
 
 
 def _tone(path, sample_rate=44100, channels=2, seconds=1.0, amplitude=0.3):
@@ -54,3 +54,16 @@ def test_synth_command_renders_audio(tmp_path):
     audio, rate = sf.read(out)
     assert rate == 16000 and abs(len(audio) - 8000) <= 2 * 64  # whole 250 Hz frames per note
     assert 0.1 < np.abs(audio).max() <= 1.0
+
+
+def test_overrides_may_follow_the_options(capsys):
+    args = parse_command_line(["eval", "runs/x", "--conversion", "data=/d", "--split", "train"])
+    assert args.conversion and args.overrides == ["data=/d"] and args.split == "train"
+    before = parse_command_line(["eval", "runs/x", "data=/d", "--conversion"])
+    assert before.overrides == ["data=/d"]
+    with pytest.raises(SystemExit) as stop:
+        parse_command_line(["eval", "runs/x", "--conversion", "--nope"])
+    assert stop.value.code == 2
+    assert "unrecognized arguments: --nope" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_command_line(["features", "a.wav", "x=1"])  # a command without overrides
