@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .adjust import Adjustments
-from .data.midi import MidiFile, last_tick, tick_seconds
+from .data.midi import MidiFile, last_tick, read_midi, tick_seconds
 from .data.midi_line import (
     Note,
     Run,
@@ -36,7 +36,6 @@ from .data.midi_line import (
     numbered,
     part_notes,
     phrase_bounds,
-    read_play_midi,
     split_tracks,
 )
 from .functional.core import DB_RANGE, midi_to_hz
@@ -242,7 +241,7 @@ def play_midi(
     performance = performance or Performance()
     name = "the MIDI file" if isinstance(midi, MidiFile) else str(midi)
     if not isinstance(midi, MidiFile):
-        midi = read_play_midi(midi)
+        midi = read_midi(midi)
     notes = part_notes(midi, split_tracks(midi), track, channel, name)
     line = highest_line(notes)
     end_s = max(tick_seconds(midi, [last_tick(midi)])[0], line[-1].end_s + performance.release_s)

@@ -265,6 +265,8 @@ def read_midi(path: str | os.PathLike) -> MidiFile:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such MIDI file")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path}: the file is empty, not a MIDI file")
     try:
         return parse_midi(path.read_bytes())
     except ValueError as err:

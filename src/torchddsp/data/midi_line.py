@@ -5,15 +5,13 @@ handovers and chords. :mod:`torchddsp.play` turns the line into a model's contro
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from ..errors import UserError
-from .midi import NOTE_OFF, NOTE_ON, MidiEvent, MidiFile, last_tick, read_midi, tick_seconds
+from .midi import NOTE_OFF, NOTE_ON, MidiEvent, MidiFile, last_tick, tick_seconds
 
 DRUM_CHANNEL = 9  # General MIDI's channel 10, numbered from 0 as in MidiEvent
 # An earlier note that ends at most this long after a later one starts hands over to it at its
@@ -47,14 +45,6 @@ class Run:
 
 
 # ---- the notes of one part ------------------------------------------------------------------
-def read_play_midi(path: str | os.PathLike) -> MidiFile:
-    """A MIDI file to play. Raises :class:`UserError` when it is missing, empty or not MIDI."""
-    path = Path(path)
-    if path.is_file() and path.stat().st_size == 0:
-        raise UserError(f"{path}: the file is empty, not a MIDI file")
-    return read_midi(path)
-
-
 def split_tracks(midi: MidiFile) -> list[list[MidiEvent]]:
     """The events of each of the file's tracks, in time order."""
     return [[event for event in midi.events if event.track == k] for k in range(midi.n_tracks)]
