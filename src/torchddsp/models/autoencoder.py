@@ -89,14 +89,7 @@ class Autoencoder(nn.Module):
             config.z_dims,
         )
         self.synth = ProcessorGroup.from_config(synthesis_config(config, sample_rate, frame_rate))
-        self.spectral_loss = MultiScaleSpectralLoss(
-            fft_sizes=config.fft_sizes,
-            mag_weight=config.loss_mag_weight,
-            logmag_weight=config.loss_logmag_weight,
-            loudness_weight=config.loss_loudness_weight,
-            sample_rate=sample_rate,
-            loudness_frame_rate=frame_rate,
-        )
+        self.spectral_loss = spectral_loss_of(config, sample_rate, frame_rate)
 
     def n_samples(self, n_frames: int) -> int:
         """Audio samples rendered for ``n_frames`` frames of controls."""
@@ -185,10 +178,7 @@ class Autoencoder(nn.Module):
         return {"spectral": spectral, "total": spectral}
 
     def _synthesize(self, controls: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        dtype = self.decoder.dense_out.weight.dtype
-        device_type = controls["f0_hz"].device.type
-        with torch.autocast(device_type, enabled=False):
-            signals = self.synth.get_outputs({k: v.to(dtype) for k, v in controls.items()})
+        signals = synthesize_in(self.synth, controls, self.decoder.dense_out.weight.dtype)
         return {
             "audio_synth": signals[self.synth.output],
             "harmonic": signals["harmonic/signal"],
@@ -214,6 +204,33 @@ class Autoencoder(nn.Module):
                 f"samples to match f0_hz, found shape {tuple(audio.shape)}"
             )
         return audio
+
+
+def spectral_loss_of(
+    model_config: ModelConfig, sample_rate: int, frame_rate: int
+) -> MultiScaleSpectralLoss:
+    """The multi-scale spectral loss ``model_config`` asks for, at these rates."""
+    return MultiScaleSpectralLoss(
+        fft_sizes=model_config.fft_sizes,
+        mag_weight=model_config.loss_mag_weight,
+        logmag_weight=model_config.loss_logmag_weight,
+        loudness_weight=model_config.loss_loudness_weight,
+        sample_rate=sample_rate,
+        loudness_frame_rate=frame_rate,
+    )
+
+
+def synthesize_in(
+    synth: ProcessorGroup, controls: dict[str, torch.Tensor], dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    """Every signal of ``synth`` with its controls in ``dtype`` (the network's), outside
+    autocast: oscillator phases and FFT filters need float32 even when the network runs in
+    half precision.
+
+    Shape: controls {name: [batch, n_frames, channels]} -> {key: signal}.
+    """
+    with torch.autocast(controls["f0_hz"].device.type, enabled=False):
+        return synth.get_outputs({name: value.to(dtype) for name, value in controls.items()})
 
 
 @torch.no_grad()

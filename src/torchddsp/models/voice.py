@@ -49,10 +49,9 @@ from torch import nn
 from ..config import ModelConfig
 from ..data.dataset import UNKNOWN_LABEL
 from ..functional.spectral import frame_hop_size, warp_frequencies
-from ..losses import MultiScaleSpectralLoss
 from ..processors import ProcessorGroup
 from ..voice.commonvoice import AGE_VALUES
-from .autoencoder import frame_feature, shipped_dag
+from .autoencoder import frame_feature, shipped_dag, spectral_loss_of, synthesize_in
 from .decoder import RnnFcDecoder
 from .encoder import MfccEncoder
 
@@ -161,14 +160,7 @@ class VoiceAutoencoder(nn.Module):
         )
         self.adversary = attribute_head(config.z_dims)
         self.estimator = attribute_head(2 * config.n_mfcc)
-        self.spectral_loss = MultiScaleSpectralLoss(
-            fft_sizes=config.fft_sizes,
-            mag_weight=config.loss_mag_weight,
-            logmag_weight=config.loss_logmag_weight,
-            loudness_weight=config.loss_loudness_weight,
-            sample_rate=sample_rate,
-            loudness_frame_rate=frame_rate,
-        )
+        self.spectral_loss = spectral_loss_of(config, sample_rate, frame_rate)
 
     def n_samples(self, n_frames: int) -> int:
         return n_frames * self.hop_size
@@ -189,9 +181,7 @@ class VoiceAutoencoder(nn.Module):
         )
         raw = self.scale_tract(raw, conditions[..., 1], conditions[..., 2])
         dtype = self.decoder.dense_out.weight.dtype
-        with torch.autocast(f0_hz.device.type, enabled=False):
-            inputs = {name: value.to(dtype) for name, value in raw.items()}
-            signals = self.synth.get_outputs({**inputs, "f0_hz": f0_hz.to(dtype)})
+        signals = synthesize_in(self.synth, {**raw, "f0_hz": f0_hz}, dtype)
         return {"audio_synth": signals[self.synth.output], "z": z, **raw}
 
     @torch.jit.unused
